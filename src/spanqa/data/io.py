@@ -1,0 +1,106 @@
+"""Reading text and JSON from plain or gzip files, with errors that name the file and line."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import tempfile
+import zlib
+from pathlib import Path
+from typing import Any, Iterator
+
+from spanqa.errors import SpanqaError
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def read_text(path: str | Path) -> str:
+    """Return the whole text of `path`, gunzipping it when it starts with the gzip magic bytes.
+
+    Raises:
+        SpanqaError: missing file, a directory, an empty file, a truncated or corrupt gzip, or bytes
+            that are not UTF-8.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise SpanqaError(f"{path}: no such file.")
+    if path.is_dir():
+        raise SpanqaError(f"{path}: is a folder, expected a file.")
+    raw = path.read_bytes()
+    if raw.startswith(GZIP_MAGIC):
+        try:
+            raw = gzip.decompress(raw)
+        except (EOFError, OSError, zlib.error) as exc:
+            raise SpanqaError(f"{path}: the gzip data is truncated or corrupt ({exc}).") from None
+    if not raw.strip():
+        raise SpanqaError(f"{path}: the file is empty.")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise SpanqaError(f"{path}: not UTF-8 text (byte {exc.start}).") from None
+
+
+def parse_json(text: str, path: str | Path, what: str = "JSON") -> Any:
+    """Parse `text` as one JSON document; the error names the file, line and column."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SpanqaError(
+            f"{path}: line {exc.lineno}, column {exc.colno}: not valid JSON ({exc.msg}); expected {what}."
+        ) from None
+
+
+def read_json(path: str | Path, what: str = "JSON") -> Any:
+    """`read_text` then `parse_json`."""
+    return parse_json(read_text(path), path, what)
+
+
+def iter_jsonl(text: str, path: str | Path) -> Iterator[tuple[int, dict]]:
+    """Yield (line number, object) for each non-blank line; the error names the line."""
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise SpanqaError(f"{path}: line {lineno}: not valid JSON ({exc.msg}).") from None
+        if not isinstance(obj, dict):
+            raise SpanqaError(f"{path}: line {lineno}: expected a JSON object, got {type(obj).__name__}.")
+        yield lineno, obj
+
+
+def write_json_atomic(path: str | Path, obj: Any, indent: int | None = 2) -> None:
+    """Write `obj` as JSON so that a reader sees the old file or the whole new one, never half."""
+    write_text_atomic(path, json.dumps(obj, indent=indent, ensure_ascii=False) + "\n")
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write `text` to a temporary file beside `path`, fsync it, then rename it over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def get_field(obj: Any, key: str, kind: type | tuple, source: str, where: str, default: Any = ...) -> Any:
+    """Return `obj[key]`, checked to be of `kind`; the error names `source`, `where` and `key`."""
+    if not isinstance(obj, dict):
+        raise SpanqaError(f"{source}: {where}: expected a JSON object, got {type(obj).__name__}.")
+    if key not in obj:
+        if default is ...:
+            raise SpanqaError(f"{source}: {where}: missing field '{key}'.")
+        return default
+    value = obj[key]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        name = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise SpanqaError(f"{source}: {where}.{key}: expected {name}, got {type(value).__name__}.")
+    return value
