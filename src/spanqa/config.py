@@ -1,0 +1,92 @@
+"""Configuration: one frozen dataclass per concern.
+
+Each field's `help` metadata becomes its `--help` line; `add_dataclass_args` maps fields to flags 1:1
+(`max_seq_length` -> `--max-seq-length`), and cross-field checks in `__post_init__` name the flag.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, get_type_hints
+
+from spanqa.errors import SpanqaError
+
+
+def _f(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How examples are cut into model windows."""
+
+    max_seq_length: int = _f(384, "tokens per window, question and special tokens included")
+    doc_stride: int = _f(128, "tokens of context shared by consecutive windows (overlap, as in transformers)")
+    max_query_length: int = _f(64, "question tokens kept; longer questions are truncated")
+
+    def __post_init__(self) -> None:
+        if self.max_seq_length < 8:
+            raise SpanqaError(f"--max-seq-length {self.max_seq_length}: must be at least 8.")
+        if self.max_query_length < 1:
+            raise SpanqaError(f"--max-query-length {self.max_query_length}: must be at least 1.")
+        if self.doc_stride < 0:
+            raise SpanqaError(f"--doc-stride {self.doc_stride}: must be >= 0.")
+
+    def context_room(self, num_special: int) -> int:
+        """Context tokens in a window when the question uses its full `max_query_length`.
+
+        Raises:
+            SpanqaError: no room is left for context, or `doc_stride` is not below that room (the next
+                window would not advance).
+        """
+        room = self.max_seq_length - self.max_query_length - num_special
+        if room <= 0:
+            raise SpanqaError(
+                f"--max-seq-length {self.max_seq_length} leaves no room for context after a "
+                f"{self.max_query_length}-token question and {num_special} special tokens."
+            )
+        if self.doc_stride >= room:
+            raise SpanqaError(
+                f"--doc-stride {self.doc_stride}: windows hold as few as {room} context tokens "
+                f"(max_seq_length {self.max_seq_length} - max_query_length {self.max_query_length} - "
+                f"{num_special} special tokens), so an overlap of {self.doc_stride} would never advance; "
+                f"use a doc_stride below {room}."
+            )
+        return room
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """How start/end logits become answers."""
+
+    n_best_size: int = _f(20, "answers kept per question")
+    max_answer_length: int = _f(30, "longest answer, in tokens")
+    null_score_diff_threshold: float = _f(
+        0.0, "SQuAD v2: answer 'no answer' when null score - best span score is above this"
+    )
+
+    def __post_init__(self) -> None:
+        if self.n_best_size < 1:
+            raise SpanqaError(f"--n-best-size {self.n_best_size}: must be at least 1.")
+        if self.max_answer_length < 1:
+            raise SpanqaError(f"--max-answer-length {self.max_answer_length}: must be at least 1.")
+
+
+def add_dataclass_args(parser: argparse.ArgumentParser, cls: type) -> None:
+    """Add one `--flag` per field of `cls`, with the field's default and help."""
+    hints = get_type_hints(cls)
+    group = parser.add_argument_group(cls.__name__)
+    for f in dataclasses.fields(cls):
+        kind = hints[f.name]
+        flag = "--" + f.name.replace("_", "-")
+        group.add_argument(
+            flag, dest=f.name, type=kind, default=f.default,
+            help=f"{f.metadata.get('help', '')} (default: {f.default})",
+        )
+
+
+def from_args(cls: type, args: argparse.Namespace) -> Any:
+    """Build `cls` from the parsed flags that `add_dataclass_args` added."""
+    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
