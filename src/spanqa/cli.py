@@ -1,0 +1,135 @@
+"""`spanqa` command line: a table of subcommands, each a thin call into the library.
+
+Errors the user can fix (`SpanqaError`) print as one paragraph on stderr with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from importlib import resources
+from typing import Callable
+
+from spanqa.config import DataConfig, add_dataclass_args, from_args
+from spanqa.errors import SpanqaError
+
+SAMPLE_DATA = "squad-v1.1-dev-sample.json.gz"
+SAMPLE_PREDICTIONS = "squad-v1.1-dev-sample-predictions.json"
+
+
+def asset(name: str) -> str:
+    """Path of a file shipped inside the package (sample data, sample predictions)."""
+    return str(resources.files("spanqa") / "assets" / name)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from spanqa.data import load_examples
+    from spanqa.evaluation import evaluate, load_na_probs, load_predictions
+
+    dataset = load_examples(args.data)
+    predictions = load_predictions(args.predictions)
+    na_probs = load_na_probs(args.na_probs, [e.id for e in dataset.examples]) if args.na_probs else None
+    scores = evaluate(dataset, predictions, na_probs, args.na_prob_thresh)
+    if args.json:
+        print(json.dumps(scores))
+    else:
+        print(format_scores(scores, dataset.scoring, dataset.source))
+    return 0
+
+
+def format_scores(scores: dict, scoring: str, source: str) -> str:
+    """A readable table of `evaluate` scores."""
+    lines = [f"{source}  ({scoring} scoring)"]
+    for key, value in scores.items():
+        shown = f"{value:8.4f}" if isinstance(value, float) and "thresh" not in key else f"{value:>8}"
+        lines.append(f"  {key:<20}{shown}")
+    return "\n".join(lines)
+
+
+def cmd_data_stats(args: argparse.Namespace) -> int:
+    from spanqa.data import load_examples
+    from spanqa.models.hub import load_tokenizer
+    from spanqa.stats import dataset_stats
+
+    config = from_args(DataConfig, args)
+    tokenizer = load_tokenizer(args.model)
+    stats = dataset_stats(load_examples(args.data, split=args.split), tokenizer, config)
+    if args.json:
+        print(json.dumps(stats))
+        return 0
+    for key, value in stats.items():
+        if isinstance(value, dict):
+            value = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in value.items())
+        elif isinstance(value, float):
+            value = f"{value:.4%}" if key == "answer_coverage" else f"{value:.4g}"
+        print(f"{key:<22}{value}")
+    return 0
+
+
+def cmd_quickstart(args: argparse.Namespace) -> int:
+    print("spanqa quickstart: scoring the bundled sample predictions on the bundled SQuAD v1.1 dev sample")
+    ns = argparse.Namespace(
+        data=asset(SAMPLE_DATA), predictions=asset(SAMPLE_PREDICTIONS), na_probs=None, na_prob_thresh=1.0,
+        json=False,
+    )
+    return cmd_evaluate(ns)
+
+
+def _evaluate_parser(sub) -> None:
+    p = sub.add_parser("evaluate", help="score official-format predictions against gold data")
+    p.add_argument("data", help="gold data: SQuAD JSON, MRQA jsonl, JSONL rows (.gz ok), a dataset folder or hub name")
+    p.add_argument("predictions", help="predictions JSON {id: answer text}; \"\" means no answer")
+    p.add_argument("--na-probs", help="JSON {id: no-answer probability} (SQuAD v2): adds best_* thresholds")
+    p.add_argument("--na-prob-thresh", type=float, default=1.0, help="no-answer probability above which a prediction counts as no answer (default: 1.0)")
+    p.add_argument("--json", action="store_true", help="print the scores as one JSON object on the last line")
+    p.set_defaults(func=cmd_evaluate)
+
+
+def _data_parser(sub) -> None:
+    p = sub.add_parser("data", help="inspect QA data")
+    data_sub = p.add_subparsers(dest="data_command", required=True)
+    s = data_sub.add_parser("stats", help="sizes, token lengths, windows per question, answer coverage")
+    s.add_argument("data", help="any source `spanqa evaluate` reads")
+    s.add_argument("--model", default="minilm-l6", help="tokenizer: a model folder, hub name or alias (default: minilm-l6)")
+    s.add_argument("--split", default="validation", help="split of a hub or saved dataset (default: validation)")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    add_dataclass_args(s, DataConfig)
+    s.set_defaults(func=cmd_data_stats)
+
+
+def _quickstart_parser(sub) -> None:
+    p = sub.add_parser("quickstart", help="the main job on the bundled defaults")
+    p.set_defaults(func=cmd_quickstart)
+
+
+SUBCOMMANDS: list[Callable] = [_quickstart_parser, _evaluate_parser, _data_parser]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="spanqa", description="Extractive question answering toolkit.")
+    parser.add_argument("--verbose", action="store_true", help="log more")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in SUBCOMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="spanqa: %(levelname)s: %(message)s"
+    )
+    try:
+        return args.func(args)
+    except SpanqaError as exc:
+        print(f"spanqa: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("spanqa: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""Shared test fixtures: paths, and tiny tokenizers of the three families trained on fixture text."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def fixture_texts() -> list[str]:
+    """Contexts and questions of the SQuAD fixtures: the training text for the tiny tokenizers."""
+    texts = []
+    for name in ("squad-v1.1-dev-fixture.json", "squad-v2.0-dev-fixture.json"):
+        for article in json.loads((FIXTURES / name).read_text())["data"]:
+            for para in article["paragraphs"]:
+                texts.append(para["context"])
+                texts.extend(qa["question"] for qa in para["qas"])
+    return texts
+
+
+def _wordpiece():
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok.train_from_iterator(fixture_texts(), trainers.WordPieceTrainer(vocab_size=1500, special_tokens=specials, show_progress=False))
+    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
+    )
+    return tok, dict(unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
+
+
+def _byte_bpe():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    trainer = trainers.BpeTrainer(
+        vocab_size=1500, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+    )
+    tok.train_from_iterator(fixture_texts(), trainer)
+    tok.post_processor = processors.RobertaProcessing(
+        ("</s>", tok.token_to_id("</s>")), ("<s>", tok.token_to_id("<s>")), trim_offsets=True, add_prefix_space=False
+    )
+    return tok, dict(bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>", cls_token="<s>",
+                     sep_token="</s>", mask_token="<mask>")
+
+
+def _unigram():
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+    tok = Tokenizer(models.Unigram())
+    tok.normalizer = normalizers.NFKC()
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    specials = ["<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]"]
+    trainer = trainers.UnigramTrainer(vocab_size=1500, special_tokens=specials, unk_token="<unk>", show_progress=False)
+    tok.train_from_iterator(fixture_texts(), trainer)
+    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
+    )
+    return tok, dict(unk_token="<unk>", pad_token="<pad>", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
+
+
+BUILDERS = {"wordpiece": _wordpiece, "bytebpe": _byte_bpe, "unigram": _unigram}
+
+
+def make_tokenizer(family: str, model_input_names=None):
+    """A transformers fast tokenizer of `family` trained on the fixtures."""
+    from transformers import PreTrainedTokenizerFast
+
+    tok, specials = BUILDERS[family]()
+    names = model_input_names or ["input_ids", "token_type_ids", "attention_mask"]
+    return PreTrainedTokenizerFast(tokenizer_object=tok, model_input_names=names, **specials)
+
+
+@pytest.fixture(scope="session")
+def wordpiece():
+    return make_tokenizer("wordpiece")
+
+
+@pytest.fixture(scope="session", params=sorted(BUILDERS))
+def any_tokenizer(request):
+    return make_tokenizer(request.param)
+
+
+@pytest.fixture(scope="session")
+def saved_wordpiece(tmp_path_factory, wordpiece):
+    """The tiny WordPiece tokenizer saved as a model folder (what --model takes)."""
+    path = tmp_path_factory.mktemp("tok")
+    wordpiece.save_pretrained(path)
+    return path
+
+
+def needs_shared(*parts: str) -> Path:
+    """Path under ../shared/data, skipping the test when it is absent (tests must not need it)."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} not present")
+    return path
