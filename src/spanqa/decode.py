@@ -21,7 +21,8 @@ threshold logit(p).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -30,9 +31,11 @@ from spanqa.config import DecodeConfig
 NEG_INF = -np.inf
 
 
-@dataclass(frozen=True)
-class Span:
-    """One candidate answer: text cut from the context by char offsets, and its scores."""
+class Span(NamedTuple):
+    """One candidate answer: text cut from the context by char offsets [start, end), and its scores.
+
+    A NamedTuple rather than a dataclass: decoding a dev set builds hundreds of thousands of them.
+    """
 
     text: str
     start: int
@@ -43,6 +46,29 @@ class Span:
     probability: float
 
 
+class NBest:
+    """A question's n-best spans, kept as columns of a batch-wide table until someone reads them.
+
+    Evaluation needs only the best answer; building hundreds of thousands of `Span`s for a dev set would
+    cost more than the decoding itself, so `Prediction.spans` materialises them on first access.
+    """
+
+    __slots__ = ("context", "columns", "lo", "hi")
+
+    def __init__(self, context: str, columns: tuple[list, ...], lo: int, hi: int) -> None:
+        self.context, self.columns, self.lo, self.hi = context, columns, lo, hi
+
+    def __len__(self) -> int:
+        return self.hi - self.lo
+
+    def span(self, r: int) -> Span:
+        a, b, score, start_logit, end_logit, prob = (col[self.lo + r] for col in self.columns)
+        return Span(self.context[a:b], a, b, score, start_logit, end_logit, prob)
+
+    def spans(self) -> tuple[Span, ...]:
+        return tuple(self.span(r) for r in range(len(self)))
+
+
 @dataclass(frozen=True)
 class Prediction:
     """The decoded answer to one question.
@@ -50,16 +76,23 @@ class Prediction:
     Attributes:
         id: the question id.
         answer: the final answer text; "" means "no answer".
-        spans: the n-best candidate spans, best first.
+        best: the best span (None when the windows hold no valid span), even when `answer` is "".
         null_score: min over windows of start[CLS] + end[CLS].
         na_prob: sigmoid(null_score - best span score) for SQuAD v2 readers; 0.0 for v1.1 readers.
+        nbest: the n-best spans, best first (`spans` gives them as a tuple).
     """
 
     id: str
     answer: str
-    spans: tuple[Span, ...]
+    best: Span | None
     null_score: float
     na_prob: float
+    nbest: NBest = field(repr=False, compare=False)
+
+    @property
+    def spans(self) -> tuple[Span, ...]:
+        """The n-best candidate spans, best first."""
+        return self.nbest.spans()
 
 
 def band_max(end: np.ndarray, width: int) -> np.ndarray:
@@ -82,6 +115,10 @@ def window_nbest(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Exact top-k valid spans of each window.
 
+    Start selection runs in the logits' own float32: maxima are exact and rounding a sum is monotone, so
+    the k best starts by rounded m are the k best by exact m, unless the k-th and (k+1)-th rounded values
+    tie; such rows are redone in float64. Span scores are summed in float64.
+
     Args:
         start, end: [F, L] logits.
         start_ok, end_ok: [F, L] bool, where a span may start / end.
@@ -90,22 +127,42 @@ def window_nbest(
     Returns:
         scores [F, k] (-inf where a window has fewer valid spans), starts [F, k], ends [F, k].
     """
-    s = np.where(start_ok, start, NEG_INF).astype(np.float64)
-    e = np.where(end_ok, end, NEG_INF).astype(np.float64)
+    s = np.where(start_ok, start, NEG_INF).astype(np.float32, copy=False)
+    e = np.where(end_ok, end, NEG_INF).astype(np.float32, copy=False)
     f, length = s.shape
-    k_starts = min(k, length)
     best_from = s + band_max(e, max_len)  # [F, L]
-    top = np.argpartition(-best_from, k_starts - 1, axis=1)[:, :k_starts]  # [F, K]
-    ends = top[:, :, None] + np.arange(max_len)[None, None, :]  # [F, K, A]
-    e_pad = np.concatenate([e, np.full((f, max_len), NEG_INF)], axis=1)
-    rows = np.arange(f)[:, None, None]
-    cand = np.take_along_axis(s, top, axis=1)[:, :, None] + e_pad[rows, ends]  # [F, K, A]
+    top = _top_starts(best_from, k)
+    tied = _boundary_ties(best_from, top, k)
+    top = top[:, :k]
+    if tied.any():
+        exact = s[tied].astype(np.float64) + band_max(e[tied].astype(np.float64), max_len)
+        top[tied] = _top_starts(exact, k)[:, :k]
+    e_pad = np.concatenate([e, np.full((f, max_len), NEG_INF, dtype=e.dtype)], axis=1)
+    e_bands = np.lib.stride_tricks.sliding_window_view(e_pad, max_len, axis=1)  # [F, L + 1, A] view
+    rows = np.arange(f)[:, None]
+    cand = s[rows, top].astype(np.float64)[:, :, None] + e_bands[rows, top].astype(np.float64)  # [F, K, A]
     flat = cand.reshape(f, -1)
     k_out = min(k, flat.shape[1])
     pick = np.argpartition(-flat, k_out - 1, axis=1)[:, :k_out]  # [F, k]
     scores = np.take_along_axis(flat, pick, axis=1)
     starts = np.take_along_axis(top, pick // max_len, axis=1)
     return scores, starts, starts + pick % max_len
+
+
+def _top_starts(best_from: np.ndarray, k: int) -> np.ndarray:
+    """[F, min(k + 1, L)] starts with the highest `best_from`, sorted best first."""
+    kk = min(k + 1, best_from.shape[1])
+    top = np.argpartition(-best_from, kk - 1, axis=1)[:, :kk]
+    order = np.argsort(-np.take_along_axis(best_from, top, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(top, order, axis=1)
+
+
+def _boundary_ties(best_from: np.ndarray, top: np.ndarray, k: int) -> np.ndarray:
+    """[F] rows whose k-th and (k+1)-th best values are equal and finite (the cut is ambiguous)."""
+    if top.shape[1] <= k:
+        return np.zeros(len(top), dtype=bool)
+    vals = np.take_along_axis(best_from, top[:, k - 1 : k + 1], axis=1)
+    return (vals[:, 0] == vals[:, 1]) & np.isfinite(vals[:, 0])
 
 
 def merge_nbest(
@@ -175,33 +232,37 @@ def decode(
     nb = window_nbest(start, end, start_ok, end_ok, k, config.max_answer_length)
     ex, win, s, e, score = merge_nbest(example_index, *nb, k)
     nulls = null_scores(example_index, start, end, batch["cls_index"])
-    bounds = np.searchsorted(ex, np.array(sorted(nulls)), side="left")
-    out = []
-    for i, lo in zip(sorted(nulls), bounds):
-        hi = int(np.searchsorted(ex, i, side="right"))
-        spans = _spans(examples[i].context, offsets, start, end, win[lo:hi], s[lo:hi], e[lo:hi], score[lo:hi])
-        out.append(_prediction(examples[i].id, spans, nulls[i], config, allow_null))
-    return out
-
-
-def _spans(context, offsets, start, end, win, s, e, score) -> tuple[Span, ...]:
-    probs = np.exp(score - score.max()) if len(score) else score
-    probs = probs / probs.sum() if len(score) else probs
-    return tuple(
-        Span(
-            context[offsets[w, i, 0] : offsets[w, j, 1]], int(offsets[w, i, 0]), int(offsets[w, j, 1]),
-            float(sc), float(start[w, i]), float(end[w, j]), float(p),
-        )
-        for w, i, j, sc, p in zip(win, s, e, score, probs)
+    # Everything a Span needs, gathered at once: [N] arrays -> Python lists
+    fields = (
+        offsets[win, s, 0].tolist(), offsets[win, e, 1].tolist(), score.tolist(),
+        start[win, s].tolist(), end[win, e].tolist(), _group_softmax(ex, score).tolist(),
     )
+    wanted = np.array(sorted(nulls))
+    lo_all = np.searchsorted(ex, wanted, side="left").tolist()
+    hi_all = np.searchsorted(ex, wanted, side="right").tolist()
+    return [
+        _prediction(examples[i].id, NBest(examples[i].context, fields, lo, hi), nulls[i], config, allow_null)
+        for i, lo, hi in zip(wanted.tolist(), lo_all, hi_all)
+    ]
 
 
-def _prediction(qid: str, spans: tuple[Span, ...], null: float, config: DecodeConfig, allow_null: bool) -> Prediction:
+def _group_softmax(groups: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Softmax of `scores` within runs of equal `groups` (sorted, best score first in each run)."""
+    if not len(scores):
+        return scores
+    firsts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+    run = np.repeat(np.arange(len(firsts)), np.diff(np.r_[firsts, len(groups)]))
+    z = np.exp(scores - scores[firsts][run])
+    return z / np.add.reduceat(z, firsts)[run]
+
+
+def _prediction(qid: str, nbest: NBest, null: float, config: DecodeConfig, allow_null: bool) -> Prediction:
+    best = nbest.span(0) if len(nbest) else None
+    if best is None:
+        return Prediction(qid, "", None, null, 1.0 if allow_null else 0.0, nbest)
     if not allow_null:
-        return Prediction(qid, spans[0].text if spans else "", spans, null, 0.0)
-    if not spans:
-        return Prediction(qid, "", spans, null, 1.0)
-    diff = null - spans[0].score
+        return Prediction(qid, best.text, best, null, 0.0, nbest)
+    diff = null - best.score
     na_prob = float(1.0 / (1.0 + np.exp(-diff)))
-    answer = "" if diff > config.null_score_diff_threshold else spans[0].text
-    return Prediction(qid, answer, spans, null, na_prob)
+    answer = "" if diff > config.null_score_diff_threshold else best.text
+    return Prediction(qid, answer, best, null, na_prob, nbest)

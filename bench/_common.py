@@ -1,0 +1,27 @@
+"""Shared helpers for the benchmarks: data paths and the one-JSON-line report."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SQUAD_V1_DEV = SHARED_DATA / "squad-v1.1" / "dev-v1.1.recon.json.gz"
+SQUAD_V1_TRAIN = SHARED_DATA / "squad-v1.1" / "train-v1.1.recon.json.gz"
+SQUAD_V2_DEV = SHARED_DATA / "squad-v2.0" / "dev-v2.0.recon.json.gz"
+
+
+def best_of(fn, repeats: int = 3):
+    """(fastest wall time in seconds, last result) over `repeats` runs of `fn()`."""
+    best, result = float("inf"), None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, result
+
+
+def report(figures: dict) -> None:
+    """Print the figures as the last line: one JSON object."""
+    print(json.dumps(figures))

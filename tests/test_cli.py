@@ -1,0 +1,94 @@
+"""The `spanqa` command: evaluate, data stats, quickstart; bad input is one paragraph and exit 2."""
+
+import json
+
+import pytest
+from conftest import FIXTURES
+
+from spanqa.cli import main
+
+V1 = str(FIXTURES / "squad-v1.1-dev-fixture.json")
+V2 = str(FIXTURES / "squad-v2.0-dev-fixture.json")
+EXPECTED = json.loads((FIXTURES / "expected-scores.json").read_text())
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def predictions_file(tmp_path, version, system):
+    preds = json.loads((FIXTURES / f"squad-{version}-dev-fixture-predictions.json").read_text())[system]
+    path = tmp_path / "preds.json"
+    path.write_text(json.dumps(preds))
+    return path, preds
+
+
+def test_evaluate_json_last_line(tmp_path, capsys):
+    path, _ = predictions_file(tmp_path, "v1.1", "bert-ensemble-google")
+    code, out, _ = run(capsys, "evaluate", V1, str(path), "--json")
+    scores = json.loads(out.strip().splitlines()[-1])
+    assert code == 0 and scores == pytest.approx(EXPECTED["v1.1"]["bert-ensemble-google"], abs=1e-9)
+
+
+def test_evaluate_v2_with_na_probs_adds_best_thresholds(tmp_path, capsys):
+    path, preds = predictions_file(tmp_path, "v2.0", "bert-single-google")
+    probs = tmp_path / "na.json"
+    probs.write_text(json.dumps({k: (0.9 if v == "" else 0.1) for k, v in preds.items()}))
+    code, out, _ = run(capsys, "evaluate", V2, str(path), "--na-probs", str(probs), "--json")
+    scores = json.loads(out.strip().splitlines()[-1])
+    assert code == 0
+    assert {"best_exact", "best_exact_thresh", "best_f1", "best_f1_thresh", "HasAns_total", "NoAns_f1"} <= scores.keys()
+    assert scores["best_f1"] >= scores["f1"]
+
+
+def test_evaluate_table(tmp_path, capsys):
+    path, _ = predictions_file(tmp_path, "v1.1", "r-net-plus-ensemble-msra")
+    code, out, _ = run(capsys, "evaluate", V1, str(path))
+    assert code == 0 and "squad-v1.1 scoring" in out and "exact" in out and "77.3333" in out
+
+
+def test_quickstart_scores_the_bundled_sample(capsys):
+    code, out, _ = run(capsys, "quickstart")
+    assert code == 0 and "870" in out and "f1" in out
+
+
+def test_data_stats(saved_wordpiece, capsys):
+    code, out, _ = run(capsys, "data", "stats", V1, "--model", str(saved_wordpiece), "--json",
+                       "--max-seq-length", "128", "--doc-stride", "32")
+    stats = json.loads(out)
+    assert code == 0 and stats["questions"] == 300 and stats["paragraphs"] == 60
+    assert stats["windows"] > 300 and 0.9 < stats["answer_coverage"] <= 1.0
+    assert stats["settings"]["doc_stride"] == 32
+
+
+def _bad(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_text(content)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "make_args, message",
+    [
+        (lambda t: ["evaluate", str(t / "missing.json"), V1], "no such file"),
+        (lambda t: ["evaluate", V1, _bad(t, "p.json", "[1, 2]")], "expected a JSON object"),
+        (lambda t: ["evaluate", V1, _bad(t, "p.json", '{"a": 3}')], "expected a string"),
+        (lambda t: ["evaluate", V1, _bad(t, "p.json", "")], "the file is empty"),
+        (lambda t: ["evaluate", V2, _bad(t, "p.json", "{}"), "--na-probs", _bad(t, "n.json", '{"x": 1.5}')],
+         r"expected a number in \[0, 1\]"),
+        (lambda t: ["evaluate", V2, _bad(t, "p.json", "{}"), "--na-probs", _bad(t, "n.json", '{"x": "high"}')],
+         r"expected a number in \[0, 1\]"),
+        (lambda t: ["evaluate", V2, _bad(t, "p.json", "{}"), "--na-probs", _bad(t, "n.json", '{"x": 0.5}')],
+         "no probability for 499 question id"),
+        (lambda t: ["data", "stats", V1, "--model", str(t / "no-such-tokenizer")], "no such model folder"),
+        (lambda t: ["data", "stats", V1, "--doc-stride", "400"], "--doc-stride 400"),
+    ],
+)
+def test_bad_input_is_one_paragraph_and_exit_2(tmp_path, capsys, make_args, message):
+    import re
+
+    code, out, err = run(capsys, *make_args(tmp_path))
+    assert code == 2 and "Traceback" not in err
+    assert err.startswith("spanqa: error: ") and re.search(message, err)
