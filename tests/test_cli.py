@@ -92,3 +92,13 @@ def test_bad_input_is_one_paragraph_and_exit_2(tmp_path, capsys, make_args, mess
     code, out, err = run(capsys, *make_args(tmp_path))
     assert code == 2 and "Traceback" not in err
     assert err.startswith("spanqa: error: ") and re.search(message, err)
+
+
+def test_repair_answers_flag_fixes_bad_starts(tmp_path, capsys, saved_wordpiece):
+    doc = json.loads(open(V1).read())
+    qa = doc["data"][0]["paragraphs"][0]["qas"][0]
+    qa["answers"][0]["answer_start"] += 1
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(doc))
+    code, out, err = run(capsys, "data", "stats", str(bad), "--model", str(saved_wordpiece), "--repair-answers")
+    assert code == 0 and "moved to the nearest occurrence" in err and qa["id"] in err

@@ -28,7 +28,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from spanqa.data import load_examples
     from spanqa.evaluation import evaluate, load_na_probs, load_predictions
 
-    dataset = load_examples(args.data)
+    dataset = load_examples(args.data, repair_answers=args.repair_answers)
     predictions = load_predictions(args.predictions)
     na_probs = load_na_probs(args.na_probs, [e.id for e in dataset.examples]) if args.na_probs else None
     scores = evaluate(dataset, predictions, na_probs, args.na_prob_thresh)
@@ -55,7 +55,7 @@ def cmd_data_stats(args: argparse.Namespace) -> int:
 
     config = from_args(DataConfig, args)
     tokenizer = load_tokenizer(args.model)
-    stats = dataset_stats(load_examples(args.data, split=args.split), tokenizer, config)
+    stats = dataset_stats(load_examples(args.data, args.split, args.repair_answers), tokenizer, config)
     if args.json:
         print(json.dumps(stats))
         return 0
@@ -72,7 +72,7 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     print("spanqa quickstart: scoring the bundled sample predictions on the bundled SQuAD v1.1 dev sample")
     ns = argparse.Namespace(
         data=asset(SAMPLE_DATA), predictions=asset(SAMPLE_PREDICTIONS), na_probs=None, na_prob_thresh=1.0,
-        json=False,
+        json=False, repair_answers=False,
     )
     return cmd_evaluate(ns)
 
@@ -84,7 +84,13 @@ def _evaluate_parser(sub) -> None:
     p.add_argument("--na-probs", help="JSON {id: no-answer probability} (SQuAD v2): adds best_* thresholds")
     p.add_argument("--na-prob-thresh", type=float, default=1.0, help="no-answer probability above which a prediction counts as no answer (default: 1.0)")
     p.add_argument("--json", action="store_true", help="print the scores as one JSON object on the last line")
+    _repair_flag(p)
     p.set_defaults(func=cmd_evaluate)
+
+
+def _repair_flag(p) -> None:
+    p.add_argument("--repair-answers", action="store_true",
+                   help="move gold answer_start values that do not point at their text to the nearest occurrence")
 
 
 def _data_parser(sub) -> None:
@@ -95,6 +101,7 @@ def _data_parser(sub) -> None:
     s.add_argument("--model", default="minilm-l6", help="tokenizer: a model folder, hub name or alias (default: minilm-l6)")
     s.add_argument("--split", default="validation", help="split of a hub or saved dataset (default: validation)")
     s.add_argument("--json", action="store_true", help="print one JSON object")
+    _repair_flag(s)
     add_dataclass_args(s, DataConfig)
     s.set_defaults(func=cmd_data_stats)
 
@@ -116,11 +123,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time of each record."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value):
+        pass
+
+
+def setup_logging(verbose: bool) -> None:
+    """spanqa's log lines go to stderr as `spanqa: warning: ...`."""
+    log = logging.getLogger("spanqa")
+    for handler in [h for h in log.handlers if isinstance(h, _StderrHandler)]:
+        log.removeHandler(handler)
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("spanqa: %(levelname)s: %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO if verbose else logging.WARNING)
+    log.propagate = False
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING, format="spanqa: %(levelname)s: %(message)s"
-    )
+    setup_logging(args.verbose)
     try:
         return args.func(args)
     except SpanqaError as exc:
