@@ -144,7 +144,6 @@ def setup_logging(verbose: bool) -> None:
     handler.setFormatter(logging.Formatter("spanqa: %(levelname)s: %(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO if verbose else logging.WARNING)
-    log.propagate = False
 
 
 def main(argv: list[str] | None = None) -> int:
