@@ -113,3 +113,24 @@ def needs_shared(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} not present")
     return path
+
+
+def make_tiny_model(path, tokenizer, layers: int = 2, hidden: int = 32):
+    """A random BERT-style QA model with `tokenizer`, saved to `path` (what --model takes)."""
+    import torch
+    from transformers import BertConfig, BertForQuestionAnswering
+
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
+        intermediate_size=2 * hidden, max_position_embeddings=512, pad_token_id=tokenizer.pad_token_id,
+    )
+    BertForQuestionAnswering(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory, wordpiece):
+    """A 2-layer random BERT reader with the fixture WordPiece tokenizer."""
+    return make_tiny_model(tmp_path_factory.mktemp("tiny-bert"), wordpiece)

@@ -106,12 +106,36 @@ def _data_parser(sub) -> None:
     s.set_defaults(func=cmd_data_stats)
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from spanqa.train.config import load_recipe, resolve
+    from spanqa.train.run import train
+
+    recipe = load_recipe(args.config) if args.config else {}
+    flags = {k: v for k, v in vars(args).items() if k not in ("config", "func", "command", "verbose")}
+    settings = resolve(recipe, flags)
+    results = train(settings, command="spanqa " + " ".join(sys.argv[1:]))
+    if results:
+        print(json.dumps(results))
+    return 0
+
+
+def _train_parser(sub) -> None:
+    from spanqa.config import DecodeConfig
+    from spanqa.train.config import OptimConfig, RunConfig
+
+    p = sub.add_parser("train", help="fine-tune an encoder into a reader (flags override --config)")
+    p.add_argument("--config", help="YAML recipe: a flat mapping of the settings below")
+    for cls in (RunConfig, OptimConfig, DataConfig, DecodeConfig):
+        add_dataclass_args(p, cls, default_none=True)
+    p.set_defaults(func=cmd_train)
+
+
 def _quickstart_parser(sub) -> None:
     p = sub.add_parser("quickstart", help="the main job on the bundled defaults")
     p.set_defaults(func=cmd_quickstart)
 
 
-SUBCOMMANDS: list[Callable] = [_quickstart_parser, _evaluate_parser, _data_parser]
+SUBCOMMANDS: list[Callable] = [_quickstart_parser, _train_parser, _evaluate_parser, _data_parser]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -135,15 +159,23 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
+class _Format(logging.Formatter):
+    """`spanqa: message` for progress notes, `spanqa: warning: message` for anything worse."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        level = "" if record.levelno <= logging.INFO else f"{record.levelname.lower()}: "
+        return f"spanqa: {level}{record.getMessage()}"
+
+
 def setup_logging(verbose: bool) -> None:
     """spanqa's log lines go to stderr as `spanqa: warning: ...`."""
     log = logging.getLogger("spanqa")
     for handler in [h for h in log.handlers if isinstance(h, _StderrHandler)]:
         log.removeHandler(handler)
     handler = _StderrHandler()
-    handler.setFormatter(logging.Formatter("spanqa: %(levelname)s: %(message)s"))
+    handler.setFormatter(_Format())
     log.addHandler(handler)
-    log.setLevel(logging.INFO if verbose else logging.WARNING)
+    log.setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -74,16 +74,28 @@ class DecodeConfig:
             raise SpanqaError(f"--max-answer-length {self.max_answer_length}: must be at least 1.")
 
 
-def add_dataclass_args(parser: argparse.ArgumentParser, cls: type) -> None:
-    """Add one `--flag` per field of `cls`, with the field's default and help."""
+def parse_bool(text: str) -> bool:
+    """"true"/"false" (also 1/0, yes/no) -> bool."""
+    if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return text.lower() in ("true", "1", "yes")
+
+
+def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, default_none: bool = False) -> None:
+    """Add one `--flag` per field of `cls`, with the field's default and help.
+
+    Boolean fields work as bare switches (`--resume`) or with a value (`--resume false`). With
+    `default_none`, unset flags stay None so a recipe can fill them.
+    """
     hints = get_type_hints(cls)
     group = parser.add_argument_group(cls.__name__)
     for f in dataclasses.fields(cls):
         kind = hints[f.name]
         flag = "--" + f.name.replace("_", "-")
+        extra = {"nargs": "?", "const": True, "type": parse_bool} if kind is bool else {"type": kind}
         group.add_argument(
-            flag, dest=f.name, type=kind, default=f.default,
-            help=f"{f.metadata.get('help', '')} (default: {f.default})",
+            flag, dest=f.name, default=None if default_none else f.default,
+            help=f"{f.metadata.get('help', '')} (default: {f.default})", **extra,
         )
 
 

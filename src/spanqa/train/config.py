@@ -1,0 +1,177 @@
+"""What a training run is: `RunConfig` (what and where) and `OptimConfig` (how), plus the data and
+decode configs. A YAML recipe and the CLI flags map 1:1 onto their fields; flags override the recipe.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from spanqa.config import DataConfig, DecodeConfig, _f
+from spanqa.errors import SpanqaError
+
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+SCHEDULES = ("linear", "cosine", "constant")
+OPTIMIZERS = ("adamw", "lamb")
+TRACKERS = ("tensorboard", "wandb", "mlflow", "none")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What to train and where to write it."""
+
+    model: str = _f("minilm-l6", "encoder to fine-tune: a model folder, a hub name, or the offline alias minilm-l6")
+    train_data: str = _f("", "training data: any source `spanqa evaluate` reads")
+    eval_data: str = _f("", "evaluation data (optional): any source `spanqa evaluate` reads")
+    train_split: str = _f("train", "split of a hub or saved dataset to train on")
+    eval_split: str = _f("validation", "split of a hub or saved dataset to evaluate on")
+    max_train_samples: int = _f(0, "use only the first N training questions (0 = all)")
+    max_eval_samples: int = _f(0, "use only the first N evaluation questions (0 = all)")
+    output_dir: str = _f("", "folder for checkpoints, the final model, metrics, model card and plots")
+    overwrite_output_dir: bool = _f(False, "allow writing into a folder that holds another run")
+    resume: bool = _f(False, "continue from the latest checkpoint in output_dir")
+    version_2_with_negative: str = _f("auto", "train for unanswerable questions: auto (from the data), true, false")
+    config_overrides: str = _f("", "model config overrides, e.g. 'attention_probs_dropout_prob=0.0,layer_norm_eps=1e-3'")
+    report_to: str = _f("tensorboard", "tracking: tensorboard, wandb, mlflow or none")
+    run_name: str = _f("", "name for trackers and the model card (default: the output folder's name)")
+
+    def __post_init__(self) -> None:
+        if self.report_to not in TRACKERS:
+            raise SpanqaError(f"--report-to {self.report_to}: expected one of {', '.join(TRACKERS)}.")
+        if self.version_2_with_negative not in ("auto", "true", "false"):
+            raise SpanqaError(f"--version-2-with-negative {self.version_2_with_negative}: expected auto, true or false.")
+
+    def overrides(self) -> dict[str, Any]:
+        """`config_overrides` parsed into {name: value} (numbers and booleans converted)."""
+        out = {}
+        for item in filter(None, (s.strip() for s in self.config_overrides.split(","))):
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise SpanqaError(f"--config-overrides: '{item}' is not NAME=VALUE.")
+            out[key.strip()] = yaml.safe_load(value)
+        return out
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """How to train: optimiser, schedule, batches, precision, evaluation and checkpoint cadence."""
+
+    learning_rate: float = _f(3e-5, "peak learning rate")
+    num_train_epochs: float = _f(2.0, "passes over the training windows")
+    max_steps: int = _f(0, "stop after this many optimizer steps (0 = use num_train_epochs)")
+    per_device_train_batch_size: int = _f(12, "windows per device per micro-batch")
+    per_device_eval_batch_size: int = _f(64, "windows per device in evaluation")
+    gradient_accumulation_steps: int = _f(1, "micro-batches per optimizer step")
+    optimizer: str = _f("adamw", "adamw or lamb")
+    weight_decay: float = _f(0.01, "decoupled weight decay (not applied to biases and LayerNorm)")
+    adam_beta1: float = _f(0.9, "first-moment decay")
+    adam_beta2: float = _f(0.999, "second-moment decay")
+    adam_epsilon: float = _f(1e-8, "denominator epsilon")
+    lamb_bias_correction: bool = _f(True, "LAMB: correct the moment estimates' bias")
+    lr_scheduler_type: str = _f("linear", "linear, cosine or constant (after warmup)")
+    warmup_ratio: float = _f(0.1, "share of steps spent warming up linearly from 0")
+    max_grad_norm: float = _f(1.0, "clip the global gradient norm to this (0 = off)")
+    precision: str = _f("auto", "auto (bf16 where the hardware has it), bf16, fp16 (GPU), fp32")
+    loss_scale: float = _f(65536.0, "fp16 only: initial dynamic loss scale")
+    seed: int = _f(42, "seed for weights of new heads, dropout and data order")
+    group_by_length: bool = _f(True, "batch windows of similar length together (order still shuffled)")
+    logging_steps: int = _f(10, "log loss and learning rate every N steps")
+    eval_steps: int = _f(0, "evaluate every N steps (0 = only at the end)")
+    save_steps: int = _f(500, "checkpoint every N steps (0 = only at the end)")
+    save_total_limit: int = _f(2, "keep the last K checkpoints")
+    metric_for_best_model: str = _f("f1", "eval metric that picks the best checkpoint (f1, exact, best_f1)")
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.optimizer in OPTIMIZERS, "--optimizer", f"one of {', '.join(OPTIMIZERS)}"),
+            (self.lr_scheduler_type in SCHEDULES, "--lr-scheduler-type", f"one of {', '.join(SCHEDULES)}"),
+            (self.precision in PRECISIONS, "--precision", f"one of {', '.join(PRECISIONS)}"),
+            (self.learning_rate > 0, "--learning-rate", "a positive number"),
+            (0 <= self.warmup_ratio < 1, "--warmup-ratio", "in [0, 1)"),
+            (self.per_device_train_batch_size >= 1, "--per-device-train-batch-size", "at least 1"),
+            (self.per_device_eval_batch_size >= 1, "--per-device-eval-batch-size", "at least 1"),
+            (self.gradient_accumulation_steps >= 1, "--gradient-accumulation-steps", "at least 1"),
+            (self.num_train_epochs > 0 or self.max_steps > 0, "--num-train-epochs", "positive (or set --max-steps)"),
+            (self.save_total_limit >= 1, "--save-total-limit", "at least 1"),
+        ]
+        for ok, flag, expected in checks:
+            if not ok:
+                raise SpanqaError(f"{flag} {getattr(self, flag[2:].replace('-', '_'))}: expected {expected}.")
+
+
+CONFIG_CLASSES = (RunConfig, OptimConfig, DataConfig, DecodeConfig)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Everything a run was started with, resolved: saved with every checkpoint."""
+
+    run: RunConfig
+    optim: OptimConfig
+    data: DataConfig
+    decode: DecodeConfig
+
+    def to_dict(self) -> dict[str, Any]:
+        """Flat {field: value}, the shape of a recipe."""
+        out: dict[str, Any] = {}
+        for part in (self.run, self.optim, self.data, self.decode):
+            out.update(dataclasses.asdict(part))
+        return out
+
+
+def field_owner() -> dict[str, type]:
+    """{field name: the config class that owns it}."""
+    return {f.name: cls for cls in CONFIG_CLASSES for f in dataclasses.fields(cls)}
+
+
+def load_recipe(path: str | Path) -> dict[str, Any]:
+    """Read a YAML recipe: a flat mapping of config fields.
+
+    Raises:
+        SpanqaError: missing file, bad YAML, not a mapping, or an unknown key (named, with its line).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SpanqaError(f"{path}: no such recipe file.")
+    try:
+        recipe = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise SpanqaError(f"{path}: not valid YAML ({str(exc).splitlines()[0]}).") from None
+    if recipe is None:
+        return {}
+    if not isinstance(recipe, dict):
+        raise SpanqaError(f"{path}: expected a mapping of settings, got {type(recipe).__name__}.")
+    known = field_owner()
+    for key in recipe:
+        if key not in known:
+            raise SpanqaError(f"{path}: unknown setting '{key}' (see `spanqa train --help` for the fields).")
+    return recipe
+
+
+def resolve(recipe: dict[str, Any], flags: dict[str, Any]) -> TrainSettings:
+    """Defaults, then the recipe, then flags that were given (not None)."""
+    values = {**recipe, **{k: v for k, v in flags.items() if v is not None}}
+    parts = []
+    for cls in CONFIG_CLASSES:
+        kwargs = {}
+        for f in dataclasses.fields(cls):
+            if f.name in values:
+                kwargs[f.name] = _coerce(values[f.name], f.default, f.name)
+        parts.append(cls(**kwargs))
+    return TrainSettings(*parts)
+
+
+def _coerce(value: Any, default: Any, name: str) -> Any:
+    kind = type(default)
+    try:
+        if kind is bool and isinstance(value, str):
+            if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(value)
+            return value.lower() in ("true", "1", "yes")
+        return kind(value)
+    except (TypeError, ValueError):
+        raise SpanqaError(f"{name}: {value!r} is not a {kind.__name__}.") from None

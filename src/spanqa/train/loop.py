@@ -1,0 +1,178 @@
+"""The training loop, shared by fine-tuning, distillation and pretraining.
+
+What the loop trains is a `loss_fn(model, batch) -> [b] per-window loss`; what it trains on is a
+`Features`-like object with `lengths` and `pad(rows, pad_id)`. Everything else (schedules, accumulation,
+mixed precision, DDP through Accelerate, evaluation, checkpoints, pre-emption) is the same for all.
+
+Loss normalisation: each process backpropagates sum(its window losses) * world_size / (windows in the
+whole optimizer step). DDP averages gradients over processes, so the update is the mean over every
+window of the step, however the windows were split between processes or micro-batches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from spanqa.errors import SpanqaError
+from spanqa.precision import autocast
+from spanqa.train.batches import epoch_batches, rank_slice
+from spanqa.train.config import OptimConfig
+from spanqa.train.signals import StopRequest
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainState:
+    """Where a run is; saved in every checkpoint."""
+
+    step: int = 0
+    windows_seen: int = 0
+    loss_sum: float = 0.0
+    train_seconds: float = 0.0
+    best_metric: float | None = None
+    best_checkpoint: str | None = None
+    log_history: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class LoopParts:
+    """What the loop drives. `model` may be DDP-wrapped; `evaluate(step)` and `save(step)` are hooks."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler | None
+    accelerator: object
+    data: object
+    pad_id: int
+    loss_fn: Callable
+    precision: str
+    evaluate: Callable[[int], dict | None]
+    save: Callable[[int], None]
+    on_log: Callable[[dict], None] = lambda record: None
+
+
+def plan_steps(n_windows: int, optim: OptimConfig, world_size: int) -> tuple[int, int]:
+    """(optimizer steps per epoch, total optimizer steps).
+
+    Raises:
+        SpanqaError: fewer training windows than one optimizer step needs.
+    """
+    global_micro = optim.per_device_train_batch_size * world_size
+    micro_per_epoch = n_windows // global_micro + (n_windows % global_micro >= world_size)
+    steps_per_epoch = micro_per_epoch // optim.gradient_accumulation_steps
+    if steps_per_epoch < 1:
+        raise SpanqaError(
+            f"{n_windows} training windows are fewer than one optimizer step needs "
+            f"({global_micro} x {optim.gradient_accumulation_steps} accumulation steps); lower the batch size."
+        )
+    total = optim.max_steps or math.ceil(optim.num_train_epochs * steps_per_epoch)
+    return steps_per_epoch, total
+
+
+def step_batches(data, optim: OptimConfig, world_size: int, step: int, steps_per_epoch: int) -> list[np.ndarray]:
+    """The global micro-batches of optimizer step `step` (a pure function of seed, step and sizes)."""
+    epoch, within = divmod(step, steps_per_epoch)
+    batches = epoch_batches(
+        data.lengths, optim.per_device_train_batch_size * world_size, optim.seed, epoch, optim.group_by_length
+    )
+    batches = [b for b in batches if len(b) >= world_size]  # a last batch too small to split is dropped
+    accum = optim.gradient_accumulation_steps
+    return batches[within * accum : (within + 1) * accum]
+
+
+def train_loop(parts: LoopParts, optim: OptimConfig, state: TrainState, progress=None) -> str:
+    """Run optimizer steps until the planned total or a stop signal.
+
+    Returns:
+        "done", or the name of the signal that stopped the run (after a checkpoint).
+    """
+    acc = parts.accelerator
+    world, rank = acc.num_processes, acc.process_index
+    steps_per_epoch, total = plan_steps(len(parts.data), optim, world)
+    window_loss, window_count, t_log = 0.0, 0, time.perf_counter()
+    with StopRequest() as stop:
+        while state.step < total:
+            t0 = time.perf_counter()
+            micro = step_batches(parts.data, optim, world, state.step, steps_per_epoch)
+            loss_sum, n = _optimizer_step(parts, optim, micro, rank, world)
+            state.step += 1
+            state.windows_seen += n
+            state.loss_sum += loss_sum
+            state.train_seconds += time.perf_counter() - t0
+            window_loss, window_count = window_loss + loss_sum, window_count + n
+            if progress is not None:
+                progress(state, n, loss_sum / max(n, 1))
+            if state.step % optim.logging_steps == 0 or state.step == total:
+                _log(parts, state, window_loss / max(window_count, 1), window_count / (time.perf_counter() - t_log))
+                window_loss, window_count, t_log = 0.0, 0, time.perf_counter()
+            if optim.eval_steps and state.step % optim.eval_steps == 0 and state.step < total:
+                parts.evaluate(state.step)
+            stopping = _agreed(acc, stop.requested)
+            if stopping or (optim.save_steps and state.step % optim.save_steps == 0 and state.step < total):
+                parts.save(state.step)
+            if stopping:
+                return stop.signal_name or "SIGTERM"
+    return "done"
+
+
+def _optimizer_step(parts: LoopParts, optim: OptimConfig, micro: list[np.ndarray], rank: int, world: int):
+    """Forward/backward over the step's micro-batches, then clip, step, schedule. Returns (loss sum, windows)."""
+    model, device = parts.model, parts.accelerator.device
+    n_total = sum(len(b) for b in micro)
+    loss_sum = torch.zeros((), device=device)
+    for j, global_batch in enumerate(micro):
+        rows = rank_slice(global_batch, rank, world)
+        sync = j == len(micro) - 1
+        with contextlib.nullcontext() if sync or world == 1 else parts.accelerator.no_sync(model):
+            batch = parts.data.pad(rows, parts.pad_id, multiple_of=8)
+            with autocast(parts.precision, device):
+                per_window = parts.loss_fn(model, batch)  # [b]
+            loss = per_window.sum() * (world / n_total)
+            (parts.scaler.scale(loss) if parts.scaler else loss).backward()
+            loss_sum += per_window.detach().sum()
+    if parts.scaler:
+        parts.scaler.unscale_(parts.optimizer)
+    if optim.max_grad_norm > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), optim.max_grad_norm)
+    if parts.scaler:
+        parts.scaler.step(parts.optimizer)
+        parts.scaler.update()
+    else:
+        parts.optimizer.step()
+    parts.scheduler.step()
+    parts.optimizer.zero_grad(set_to_none=True)
+    if world > 1:
+        loss_sum = parts.accelerator.reduce(loss_sum, reduction="sum")
+    return float(loss_sum), n_total
+
+
+def _log(parts: LoopParts, state: TrainState, loss: float, windows_per_s: float) -> None:
+    record = {
+        "step": state.step,
+        "loss": round(loss, 6),
+        "learning_rate": parts.scheduler.get_last_lr()[0],
+        "train_samples_per_second": round(windows_per_s, 3),
+    }
+    state.log_history.append(record)
+    parts.on_log(record)
+
+
+def _agreed(acc, requested: bool) -> bool:
+    """True on every process when any process received a stop signal."""
+    if acc.num_processes == 1:
+        return requested
+    flag = torch.tensor([1.0 if requested else 0.0], device=acc.device)
+    return bool(acc.reduce(flag, reduction="sum").item() > 0)

@@ -1,0 +1,339 @@
+"""`spanqa train`: data -> windows -> the loop -> a reader folder with metrics, card and curves."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from spanqa.data import QADataset, load_examples
+from spanqa.data.io import write_json_atomic
+from spanqa.errors import SpanqaError
+from spanqa.evaluation import evaluate
+from spanqa.features import build_features
+from spanqa.inference import input_names_for, predict_features
+from spanqa.models.hub import load_tokenizer
+from spanqa.models.reader_model import load_qa_model, model_inputs, quiet_transformers, span_loss
+from spanqa.precision import describe, resolve_precision
+from spanqa.train import outputs
+from spanqa.train.checkpoint import list_checkpoints, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from spanqa.train.config import TrainSettings
+from spanqa.train.loop import LoopParts, TrainState, plan_steps, train_loop
+from spanqa.train.optim import build_optimizer, build_schedule
+from spanqa.train.tracking import check_tracker, make_tracker
+
+log = logging.getLogger(__name__)
+READER_FILE = "spanqa_reader.json"
+RUN_FILE = "spanqa_train_config.json"
+
+
+class QALoss:
+    """The fine-tuning objective: [b] span loss of a `Features.pad` batch."""
+
+    def __init__(self, input_names: list[str]) -> None:
+        self.input_names = input_names
+
+    def __call__(self, model, batch) -> torch.Tensor:
+        device = next(model.parameters()).device
+        out = model(**model_inputs(batch, self.input_names, device))
+        labels = model_inputs(batch, ["start_positions", "end_positions", "attention_mask"], device)
+        return span_loss(
+            out.start_logits, out.end_logits, labels["start_positions"], labels["end_positions"], labels["attention_mask"]
+        )
+
+
+def check_output_dir(settings: TrainSettings) -> Path:
+    """The output folder, refusing one that holds another run unless resuming or overwriting.
+
+    Raises:
+        SpanqaError: no --output-dir, a folder with another run, or --resume with nothing to resume.
+    """
+    run = settings.run
+    if not run.output_dir:
+        raise SpanqaError("--output-dir is required: where the model, checkpoints and metrics go.")
+    out = Path(run.output_dir)
+    if run.resume:
+        if not list_checkpoints(out):
+            raise SpanqaError(f"--resume: {out} has no checkpoint-* folder to resume from.")
+        return out
+    if out.exists() and any(out.iterdir()) and not run.overwrite_output_dir:
+        raise SpanqaError(
+            f"{out} already holds files (another run?). Use --resume to continue it, --overwrite-output-dir to "
+            "write over it, or another --output-dir."
+        )
+    return out
+
+
+def load_data(settings: TrainSettings) -> tuple[QADataset, QADataset | None]:
+    """Training and evaluation questions, cut to max_*_samples."""
+    run = settings.run
+    if not run.train_data:
+        raise SpanqaError("--train-data is required (a SQuAD/MRQA/JSONL file, a saved dataset folder or a hub name).")
+    train = load_examples(run.train_data, split=run.train_split)
+    if run.max_train_samples:
+        train = dataclasses.replace(train, examples=train.examples[: run.max_train_samples])
+    dev = load_examples(run.eval_data, split=run.eval_split) if run.eval_data else None
+    if dev is not None and run.max_eval_samples:
+        dev = dataclasses.replace(dev, examples=dev.examples[: run.max_eval_samples])
+    return train, dev
+
+
+def wants_null(settings: TrainSettings, train: QADataset, dev: QADataset | None) -> bool:
+    flag = settings.run.version_2_with_negative
+    if flag != "auto":
+        return flag == "true"
+    return train.has_unanswerable or (dev is not None and dev.has_unanswerable)
+
+
+class Evaluator:
+    """Evaluation during training: real EM/F1 through the decoder and metrics, batch by batch."""
+
+    def __init__(self, dataset: QADataset, tokenizer, settings: TrainSettings, allow_null: bool, precision: str):
+        self.dataset, self.settings, self.allow_null, self.precision = dataset, settings, allow_null, precision
+        self.features = build_features(dataset.examples, tokenizer, settings.data)
+        self.input_names, self.pad_id = input_names_for(tokenizer), tokenizer.pad_token_id or 0
+        self.null_threshold = settings.decode.null_score_diff_threshold
+
+    def __call__(self, model) -> dict:
+        t0 = time.perf_counter()
+        preds = list(predict_features(
+            model, self.features, self.dataset.examples, self.settings.decode, self.allow_null, self.input_names,
+            self.pad_id, self.settings.optim.per_device_eval_batch_size, self.precision,
+        ))
+        answers = {p.id: p.answer for p in preds}
+        na_probs = {p.id: p.na_prob for p in preds} if self.allow_null else None
+        scores = evaluate(self.dataset, answers, na_probs)
+        runtime = time.perf_counter() - t0
+        metrics = {"eval_exact_match": scores["exact"], "eval_f1": scores["f1"], "eval_samples": len(self.features)}
+        metrics.update({f"eval_{k}": v for k, v in scores.items() if k not in ("exact", "f1")})
+        if self.allow_null and "best_f1_thresh" in scores:
+            self.null_threshold = prob_to_score_diff(scores["best_f1_thresh"])
+            metrics["eval_null_score_diff_threshold"] = self.null_threshold
+        metrics.update({"eval_runtime": runtime, "eval_samples_per_second": len(self.features) / runtime})
+        return metrics
+
+
+def prob_to_score_diff(p: float) -> float:
+    """The score-diff threshold equal to no-answer probability threshold p (na_prob = sigmoid(diff))."""
+    p = min(max(p, 1e-12), 1 - 1e-12)
+    return math.log(p / (1 - p))
+
+
+def train(settings: TrainSettings, command: str = "") -> dict:
+    """Run `spanqa train` end to end; returns all_results."""
+    from accelerate import Accelerator
+
+    out = check_output_dir(settings)
+    check_tracker(settings.run.report_to)
+    optim, run = settings.optim, settings.run
+    acc = Accelerator(cpu=not torch.cuda.is_available())
+    precision = resolve_precision(optim.precision, acc.device)
+    main = acc.is_main_process
+    if main:
+        log.info("precision: %s", describe(precision, acc.device))
+    torch.manual_seed(optim.seed)
+    tokenizer = load_tokenizer(run.model)
+    train_set, dev_set = load_data(settings)
+    allow_null = wants_null(settings, train_set, dev_set)
+    model = load_qa_model(run.model, run.overrides())
+    features = build_features(train_set.examples, tokenizer, settings.data)
+    steps_per_epoch, total = plan_steps(len(features), optim, acc.num_processes)
+    optimizer = build_optimizer(
+        model, optim.optimizer, optim.learning_rate, optim.weight_decay, (optim.adam_beta1, optim.adam_beta2),
+        optim.adam_epsilon, optim.lamb_bias_correction,
+    )
+    scheduler = build_schedule(optimizer, optim.lr_scheduler_type, total, math.ceil(optim.warmup_ratio * total))
+    scaler = torch.amp.GradScaler("cuda", init_scale=optim.loss_scale) if precision == "fp16" else None
+    model = acc.prepare_model(model)
+    torch.manual_seed(optim.seed + acc.process_index)  # dropout streams differ by process
+    state = TrainState()
+    if run.resume:
+        state = _resume(out, acc, model, optimizer, scheduler, scaler)
+    elif main:
+        out.mkdir(parents=True, exist_ok=True)
+    acc.wait_for_everyone()
+    evaluator = Evaluator(dev_set, tokenizer, settings, allow_null, precision) if dev_set and main else None
+    tracker = make_tracker(run.report_to, out, run.run_name or out.name, settings.to_dict()) if main else None
+    hooks = _Hooks(acc, model, optimizer, scheduler, scaler, state, settings, out, evaluator, tracker)
+    parts = LoopParts(
+        model, optimizer, scheduler, scaler, acc, features, tokenizer.pad_token_id or 0,
+        QALoss(input_names_for(tokenizer)), precision,
+        hooks.evaluate, hooks.save, hooks.on_log,
+    )
+    if main:
+        log.info(
+            "training %s on %d windows (%d questions): %d steps, %d per epoch, %d process(es)",
+            run.model, len(features), len(train_set), total, steps_per_epoch, acc.num_processes,
+        )
+    with _progress(main, total, state.step) as bar:
+        outcome = train_loop(parts, optim, state, bar)
+    if outcome != "done":
+        if main:
+            print(f"spanqa: stopped by {outcome} after step {state.step}; checkpoint saved in {out}. "
+                  f"Resume with: spanqa train --resume --output-dir {out} (and the same settings).", file=sys.stderr)
+        acc.wait_for_everyone()
+        return {}
+    results = hooks.finish(tokenizer, allow_null, len(train_set), len(features), command, precision) if main else {}
+    acc.wait_for_everyone()
+    if tracker:
+        tracker.close()
+    return results
+
+
+def _resume(out: Path, acc, model, optimizer, scheduler, scaler) -> TrainState:
+    latest = list_checkpoints(out)[-1]
+    saved, rng = load_checkpoint(latest, acc.unwrap_model(model), optimizer, scheduler, scaler)
+    set_rng_state(rng[acc.process_index])
+    if acc.is_main_process:
+        log.info("resuming from %s (step %d)", latest, saved["step"])
+    return TrainState(**saved)
+
+
+class _Hooks:
+    """Evaluation, checkpointing and logging for one run (main process does the writing)."""
+
+    def __init__(self, acc, model, optimizer, scheduler, scaler, state, settings, out, evaluator, tracker):
+        self.acc, self.model, self.optimizer, self.scheduler, self.scaler = acc, model, optimizer, scheduler, scaler
+        self.state, self.settings, self.out, self.evaluator, self.tracker = state, settings, out, evaluator, tracker
+        self.last_eval: dict = {}
+
+    def on_log(self, record: dict) -> None:
+        if self.tracker:
+            self.tracker.log(record, record["step"])
+
+    def evaluate(self, step: int) -> None:
+        if self.evaluator is not None:
+            metrics = self.evaluator(self.acc.unwrap_model(self.model))
+            self.last_eval = metrics
+            self.state.log_history.append({"step": step, **metrics})
+            self.on_log({"step": step, **metrics})
+            log.info("step %d: eval EM %.2f F1 %.2f", step, metrics["eval_exact_match"], metrics["eval_f1"])
+            if self._improved(metrics):
+                self.state.best_metric = metrics[self._metric_key()]
+                self.state.best_checkpoint = f"checkpoint-{step}"
+        self.acc.wait_for_everyone()
+        if self.state.best_checkpoint == f"checkpoint-{step}":
+            self.save(step)
+
+    def _metric_key(self) -> str:
+        name = self.settings.optim.metric_for_best_model
+        return name if name.startswith("eval_") else f"eval_{'exact_match' if name == 'exact' else name}"
+
+    def _improved(self, metrics: dict) -> bool:
+        value = metrics.get(self._metric_key())
+        return value is not None and (self.state.best_metric is None or value > self.state.best_metric)
+
+    def save(self, step: int) -> None:
+        states = self._gather_rng()
+        if self.acc.is_main_process:
+            save_checkpoint(
+                self.out, step, self.acc.unwrap_model(self.model), self.optimizer, self.scheduler, self.scaler,
+                self.state.to_dict(), self.settings.to_dict(), states, self.settings.optim.save_total_limit,
+                protect=self.state.best_checkpoint,
+            )
+        self.acc.wait_for_everyone()
+
+    def _gather_rng(self) -> list[dict]:
+        if self.acc.num_processes == 1:
+            return [rng_state()]
+        gathered = [None] * self.acc.num_processes
+        torch.distributed.all_gather_object(gathered, rng_state())
+        return gathered
+
+    def finish(self, tokenizer, allow_null, n_questions, n_windows, command, precision) -> dict:
+        """Final evaluation, best weights, the reader folder, results, card and curves."""
+        model = self.acc.unwrap_model(self.model)
+        if self.evaluator is not None:
+            self.evaluate(self.state.step)
+            if self.state.best_checkpoint and self.state.best_checkpoint != f"checkpoint-{self.state.step}":
+                from safetensors.torch import load_file
+
+                best = self.out / self.state.best_checkpoint / "model.safetensors"
+                model.load_state_dict(load_file(str(best)), strict=False)
+                best_step = int(self.state.best_checkpoint.split("-")[1])
+                best_eval = next(r for r in reversed(self.state.log_history) if r["step"] == best_step and "eval_f1" in r)
+                self.last_eval = {k: v for k, v in best_eval.items() if k != "step"}
+        _save_reader(self.out, model, tokenizer, self.settings, allow_null, self.evaluator, self.last_eval)
+        train_metrics = self._train_metrics(n_windows, n_questions)
+        eval_metrics = {k: v for k, v in self.last_eval.items() if not k.startswith("eval_HasAns_total")}
+        eval_metrics = {"epoch": train_metrics["epoch"], **eval_metrics} if eval_metrics else {}
+        outputs.write_results(self.out, train_metrics, eval_metrics)
+        s = self.settings.to_dict()
+        s["version_2_with_negative"] = "true" if allow_null else "false"
+        hparams = outputs.hyperparameters(s, self.acc.num_processes, precision, self.acc.device.type)
+        name = self.settings.run.run_name or self.out.name
+        outputs.write_card(self.out, outputs.model_card(name, s, hparams, train_metrics, eval_metrics, command))
+        outputs.plot_curves(self.out, self.state.log_history)
+        write_json_atomic(self.out / "trainer_state.json", self.state.to_dict())
+        return {**train_metrics, **eval_metrics}
+
+    def _train_metrics(self, n_windows: int, n_questions: int) -> dict:
+        st = self.state
+        steps_per_epoch, _ = plan_steps(n_windows, self.settings.optim, self.acc.num_processes)
+        return {
+            "epoch": round(st.step / steps_per_epoch, 4),
+            "train_loss": st.loss_sum / max(st.windows_seen, 1),
+            "train_runtime": st.train_seconds,
+            "train_samples": n_windows,
+            "train_questions": n_questions,
+            "train_samples_per_second": st.windows_seen / max(st.train_seconds, 1e-9),
+            "train_steps_per_second": st.step / max(st.train_seconds, 1e-9),
+            "total_steps": st.step,
+        }
+
+
+def _save_reader(out: Path, model, tokenizer, settings: TrainSettings, allow_null: bool, evaluator, eval_metrics) -> None:
+    """The model and tokenizer in Hugging Face format plus spanqa's inference settings, moved in atomically."""
+    tmp = out / f".tmp-final-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    with quiet_transformers():
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+    decode = dataclasses.asdict(settings.decode)
+    if evaluator is not None and allow_null:
+        decode["null_score_diff_threshold"] = evaluator.null_threshold
+    reader = {
+        "version_2_with_negative": allow_null,
+        "base_model": settings.run.model,
+        "data": dataclasses.asdict(settings.data),
+        "decode": decode,
+        "eval": {k: v for k, v in eval_metrics.items() if isinstance(v, (int, float))},
+    }
+    (tmp / READER_FILE).write_text(json.dumps(reader, indent=1))
+    (tmp / RUN_FILE).write_text(json.dumps(settings.to_dict(), indent=1))
+    for f in tmp.iterdir():
+        os.replace(f, out / f.name)
+    tmp.rmdir()
+
+
+class _progress:
+    """A tqdm bar with loss, windows/s and ETA on the main process; nothing elsewhere."""
+
+    def __init__(self, enabled: bool, total: int, initial: int):
+        self.enabled, self.total, self.initial = enabled, total, initial
+        self.bar, self.t0, self.seen = None, time.perf_counter(), 0
+
+    def __enter__(self):
+        if self.enabled:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=self.total, initial=self.initial, desc="train", unit="step", dynamic_ncols=True)
+        return self if self.enabled else None
+
+    def __call__(self, state: TrainState, n: int, loss: float) -> None:
+        self.seen += n
+        rate = self.seen / max(time.perf_counter() - self.t0, 1e-9)
+        self.bar.set_postfix(loss=f"{loss:.3f}", samples_s=f"{rate:.1f}", refresh=False)
+        self.bar.update(1)
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.close()
