@@ -21,6 +21,7 @@ from spanqa.evaluation import evaluate
 from spanqa.features import build_features
 from spanqa.inference import input_names_for, predict_features
 from spanqa.models.hub import load_tokenizer
+from spanqa.models.cpu_kernels import use_fast_cpu_training
 from spanqa.models.reader_model import load_qa_model, model_inputs, quiet_transformers, span_loss
 from spanqa.precision import describe, resolve_precision
 from spanqa.train import outputs
@@ -144,6 +145,12 @@ def train(settings: TrainSettings, command: str = "") -> dict:
     train_set, dev_set = load_data(settings)
     allow_null = wants_null(settings, train_set, dev_set)
     model = load_qa_model(run.model, run.overrides())
+    if acc.device.type == "cpu" and main:
+        changed = use_fast_cpu_training(model)
+        if changed:
+            log.info("CPU training kernels: faster dropout masks for %s", " and ".join(changed))
+    elif acc.device.type == "cpu":
+        use_fast_cpu_training(model)
     features = build_features(train_set.examples, tokenizer, settings.data)
     steps_per_epoch, total = plan_steps(len(features), optim, acc.num_processes)
     optimizer = build_optimizer(
