@@ -49,9 +49,29 @@ def test_evaluate_table(tmp_path, capsys):
     assert code == 0 and "squad-v1.1 scoring" in out and "exact" in out and "77.3333" in out
 
 
-def test_quickstart_scores_the_bundled_sample(capsys):
-    code, out, _ = run(capsys, "quickstart")
-    assert code == 0 and "870" in out and "f1" in out
+def test_quickstart_defaults_equal_the_quickstart_recipe():
+    from pathlib import Path
+
+    import yaml
+
+    from spanqa.cli import QUICKSTART, asset, quickstart_recipe
+
+    recipe = yaml.safe_load((Path(__file__).parents[1] / "recipes" / "quickstart.yaml").read_text())
+    assert {k: v for k, v in recipe.items() if not k.endswith("_data")} == {
+        k: v for k, v in QUICKSTART.items() if not k.endswith("_data")}
+    for key in ("train_data", "eval_data"):
+        assert Path(quickstart_recipe()[key]).name == Path(recipe[key]).name
+        assert Path(quickstart_recipe()[key]).exists()
+    assert asset("squad-v1.1-dev-sample-predictions.json").endswith(".json")
+
+
+def test_evaluate_bundled_sample_predictions(capsys):
+    from spanqa.cli import asset
+
+    code, out, _ = run(capsys, "evaluate", asset("squad-v1.1-dev-sample.json.gz"),
+                       asset("squad-v1.1-dev-sample-predictions.json"), "--json")
+    scores = json.loads(out.strip().splitlines()[-1])
+    assert code == 0 and scores["total"] == 870 and scores["missing"] == 0 and 85 < scores["f1"] < 100
 
 
 def test_data_stats(saved_wordpiece, capsys):

@@ -1,0 +1,145 @@
+"""The one inference object: load a reader, answer questions.
+
+    reader = Reader.load("runs/quickstart")
+    reader.answer("Who designed the tower?", "The tower was designed by Gustave Eiffel's company.")
+    -> [ReaderAnswer(text="Gustave Eiffel's company", start=26, end=50, score=..., probability=..., ...)]
+
+The CLI, the server, the benchmarks and the tests all go through `Reader`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from spanqa.config import DataConfig, DecodeConfig
+from spanqa.data import Example
+from spanqa.decode import Prediction
+from spanqa.errors import SpanqaError
+from spanqa.features import build_features
+from spanqa.inference import input_names_for, predict_features
+from spanqa.models.hub import load_tokenizer, resolve_model_path
+from spanqa.models.reader_model import load_qa_model
+from spanqa.precision import resolve_precision
+
+READER_FILE = "spanqa_reader.json"
+
+
+@dataclass(frozen=True)
+class ReaderAnswer:
+    """One answer to a question.
+
+    Attributes:
+        text: the answer cut from the context; "" means "no answer".
+        start, end: char offsets of `text` in the context ([start, end); -1 for "no answer").
+        score: start logit + end logit (for "no answer": the null score).
+        probability: softmax of the score over the question's n-best spans.
+        no_answer_probability: the reader's probability that the context holds no answer (0 for v1.1 readers).
+    """
+
+    text: str
+    start: int
+    end: int
+    score: float
+    probability: float
+    no_answer_probability: float
+
+    @property
+    def is_no_answer(self) -> bool:
+        return self.start < 0
+
+
+@dataclass
+class Reader:
+    """A model, its tokenizer and the settings it was trained with."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    data: DataConfig
+    decode: DecodeConfig
+    allow_null: bool
+    precision: str
+    name: str = ""
+    info: dict = dataclasses.field(default_factory=dict)
+    batch_size: int = 32
+
+    @classmethod
+    def load(
+        cls, path_or_name: str | Path, device: str | None = None, precision: str = "auto",
+        null_score_diff_threshold: float | None = None, allow_null: bool | None = None,
+    ) -> Reader:
+        """Load a reader folder (from `spanqa train`), a hub QA model, or an alias.
+
+        Args:
+            device: "cpu", "cuda", "cuda:1"... (default: CUDA when available).
+            precision: auto (bf16 where the hardware has native bf16), bf16, fp16 (GPU), fp32.
+            null_score_diff_threshold: override the threshold tuned at training (SQuAD v2 readers).
+            allow_null: override whether "no answer" can be returned (default: as trained; False otherwise).
+        """
+        dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        path = resolve_model_path(path_or_name)
+        info = _reader_info(Path(path))
+        decode = DecodeConfig(**info.get("decode", {}))
+        if null_score_diff_threshold is not None:
+            decode = dataclasses.replace(decode, null_score_diff_threshold=null_score_diff_threshold)
+        model = load_qa_model(path).to(dev).eval()
+        return cls(
+            model=model, tokenizer=load_tokenizer(path), data=DataConfig(**info.get("data", {})), decode=decode,
+            allow_null=info.get("version_2_with_negative", False) if allow_null is None else allow_null,
+            precision=resolve_precision(precision, dev), name=str(path_or_name), info=info,
+        )
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def answer(self, question: str, context: str, top_k: int = 1) -> list[ReaderAnswer]:
+        """The `top_k` best answers to one question about one context, best first."""
+        return self.answer_batch([(question, context)], top_k=top_k)[0]
+
+    def answer_batch(self, pairs: list[tuple[str, str]], top_k: int = 1) -> list[list[ReaderAnswer]]:
+        """Answers for many (question, context) pairs, in input order.
+
+        Windows of all pairs are length-sorted and padded per batch; long contexts use all their windows.
+        """
+        if top_k < 1:
+            raise SpanqaError(f"top_k {top_k}: must be at least 1.")
+        examples = [Example(str(i), q, c) for i, (q, c) in enumerate(pairs)]
+        return [self.to_answers(p, top_k) for p in self.predict(examples)]
+
+    def predict(self, examples: list[Example], progress=None) -> list[Prediction]:
+        """Decoded predictions for `examples`, in input order (what `spanqa predict` writes)."""
+        decode = self.decode
+        if decode.n_best_size < 1:
+            raise SpanqaError("n_best_size must be at least 1.")
+        features = build_features(examples, self.tokenizer, self.data)
+        preds = predict_features(
+            self.model, features, examples, decode, self.allow_null, input_names_for(self.tokenizer),
+            self.tokenizer.pad_token_id or 0, self.batch_size, self.precision, progress,
+        )
+        by_id = {p.id: p for p in preds}
+        return [by_id[e.id] for e in examples]
+
+    def to_answers(self, pred: Prediction, top_k: int) -> list[ReaderAnswer]:
+        """A prediction as `ReaderAnswer`s: "no answer" first when the reader abstains."""
+        spans = [
+            ReaderAnswer(s.text, s.start, s.end, s.score, s.probability, pred.na_prob)
+            for s in pred.spans[:top_k]
+        ]
+        if self.allow_null and (pred.answer == "" or not spans):
+            spans = [ReaderAnswer("", -1, -1, pred.null_score, 0.0, pred.na_prob), *spans][:top_k]
+        return spans
+
+
+def _reader_info(path: Path) -> dict:
+    file = path / READER_FILE
+    if not file.exists():
+        return {}
+    try:
+        return json.loads(file.read_text())
+    except json.JSONDecodeError as exc:
+        raise SpanqaError(f"{file}: not valid JSON ({exc.msg}, line {exc.lineno}).") from None

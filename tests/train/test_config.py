@@ -1,0 +1,50 @@
+"""Recipes and flags: every recipe loads; flags override; bad settings are named."""
+
+from pathlib import Path
+
+import pytest
+
+from spanqa.errors import SpanqaError
+from spanqa.train.config import load_recipe, resolve
+
+RECIPES = sorted((Path(__file__).parents[2] / "recipes").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
+def test_every_recipe_loads_and_resolves(path):
+    settings = resolve(load_recipe(path), {})
+    assert settings.run.model and settings.data.max_seq_length == 384 and settings.data.doc_stride == 128
+
+
+def test_roberta_recipe_reproduces_the_seed():
+    s = resolve(load_recipe(Path(__file__).parents[2] / "recipes" / "roberta-base-squad.yaml"), {})
+    o = s.optim
+    assert (o.learning_rate, o.num_train_epochs, o.warmup_ratio, o.weight_decay, o.seed) == (6e-5, 2.0, 0.25, 0.01, 1984)
+    assert o.per_device_train_batch_size * o.gradient_accumulation_steps == 256
+    assert o.lr_scheduler_type == "linear" and (o.adam_beta1, o.adam_beta2, o.adam_epsilon) == (0.9, 0.999, 1e-8)
+
+
+def test_flags_override_the_recipe(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("learning_rate: 1.0e-4\nseed: 7\n")
+    s = resolve(load_recipe(recipe), {"seed": 9, "learning_rate": None})
+    assert s.optim.learning_rate == 1e-4 and s.optim.seed == 9
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("learning_rte: 1\n", "unknown setting 'learning_rte'"),
+        ("- a\n- b\n", "expected a mapping"),
+        ("seed: [1\n", "not valid YAML"),
+        ("optimizer: sgd\n", "--optimizer sgd"),
+        ("warmup_ratio: 1.5\n", "--warmup-ratio 1.5"),
+        ("seed: abc\n", "seed: 'abc' is not a int"),
+        ("doc_stride: -3\n", "--doc-stride -3"),
+    ],
+)
+def test_bad_recipes_are_named(tmp_path, text, message):
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text(text)
+    with pytest.raises(SpanqaError, match=message):
+        resolve(load_recipe(recipe), {})
