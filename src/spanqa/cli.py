@@ -169,13 +169,153 @@ def _train_parser(sub) -> None:
     p.set_defaults(func=cmd_train)
 
 
+def _load_reader(args: argparse.Namespace):
+    from spanqa.reader import Reader
+
+    reader = Reader.load(args.model, device=args.device, precision=args.precision,
+                         null_score_diff_threshold=args.null_score_diff_threshold)
+    reader.batch_size = args.batch_size
+    return reader
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from spanqa.data import load_examples
+    from spanqa.predict import has_gold, run_predictions, score, write_outputs
+
+    dataset = load_examples(args.data, split=args.split)
+    if args.max_samples:
+        dataset = type(dataset)(dataset.examples[: args.max_samples], dataset.source, dataset.format, dataset.version)
+    reader = _load_reader(args)
+    run = run_predictions(reader, dataset, show_progress=not args.json)
+    write_outputs(run, Path(args.output), Path(args.na_probs_out) if args.na_probs_out else None,
+                  Path(args.nbest_out) if args.nbest_out else None)
+    print(f"{len(run.predictions)} questions ({run.windows} windows) in {run.seconds:.1f} s: "
+          f"{run.questions_per_second:.1f} questions/s, {reader.precision} on {reader.device}; wrote {args.output}",
+          file=sys.stderr)
+    if has_gold(dataset):
+        scores = score(run, dataset, reader.allow_null)
+        print(json.dumps(scores) if args.json else format_scores(scores, dataset.scoring, dataset.source))
+    return 0
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from spanqa.display import answers_table, highlight
+
+    if (args.context is None) == (args.context_file is None):
+        raise SpanqaError("give the passage with exactly one of --context TEXT or --context-file FILE.")
+    context = args.context if args.context is not None else _read_context(Path(args.context_file))
+    if not context.strip() or not args.question.strip():
+        raise SpanqaError("the question and the context must not be empty.")
+    answers = _load_reader(args).answer(args.question, context, top_k=args.top_k)
+    print(answers_table(answers))
+    best = answers[0]
+    print()
+    print(highlight(context, best.start, best.end, color=sys.stdout.isatty() and not args.no_color))
+    return 0
+
+
+def _read_context(path) -> str:
+    from spanqa.data.io import read_text
+
+    return read_text(path)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from spanqa.server.app import ServeConfig, create_app
+
+    config = from_args(ServeConfig, args)
+    reader = _load_reader(args)
+    print(f"spanqa: serving {args.model} on http://{config.host}:{config.port} (docs at /docs)", file=sys.stderr)
+    uvicorn.run(create_app(reader, config), host=config.host, port=config.port, log_level="warning")
+    return 0
+
+
+def _reader_args(p) -> None:
+    p.add_argument("--model", required=True, help="a reader folder from `spanqa train`, a hub QA model or an alias")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
+    p.add_argument("--precision", default="auto", help="auto (bf16 where the hardware has it), bf16, fp16, fp32")
+    p.add_argument("--batch-size", type=int, default=32, help="windows per forward pass (default: 32)")
+    p.add_argument("--null-score-diff-threshold", type=float,
+                   help="SQuAD v2: override the no-answer threshold tuned at training")
+
+
+def _predict_parser(sub) -> None:
+    p = sub.add_parser("predict", help="answer every question of a dataset; write official-format files")
+    p.add_argument("data", help="any source `spanqa evaluate` reads")
+    p.add_argument("--output", required=True, help="predictions JSON {id: answer}")
+    p.add_argument("--na-probs-out", help="also write {id: no-answer probability} (for evaluate --na-probs)")
+    p.add_argument("--nbest-out", help="also write {id: [n-best spans]}")
+    p.add_argument("--split", default="validation", help="split of a hub or saved dataset")
+    p.add_argument("--max-samples", type=int, default=0, help="only the first N questions (0 = all)")
+    p.add_argument("--json", action="store_true", help="print the scores as one JSON object")
+    _reader_args(p)
+    p.set_defaults(func=cmd_predict)
+
+
+def _ask_parser(sub) -> None:
+    p = sub.add_parser("ask", help="answer one question about a passage")
+    p.add_argument("--question", required=True, help="the question")
+    p.add_argument("--context", help="the passage")
+    p.add_argument("--context-file", help="a file holding the passage")
+    p.add_argument("--top-k", type=int, default=3, help="answers to show (default: 3)")
+    p.add_argument("--no-color", action="store_true", help="mark the answer with [[ ]] instead of colour")
+    _reader_args(p)
+    p.set_defaults(func=cmd_ask)
+
+
+def _serve_parser(sub) -> None:
+    from spanqa.server.app import ServeConfig
+
+    p = sub.add_parser("serve", help="HTTP API and web page over a reader")
+    _reader_args(p)
+    add_dataclass_args(p, ServeConfig)
+    p.set_defaults(func=cmd_serve)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from spanqa.export import compare, export_reader
+
+    out = export_reader(args.model, args.format, args.quantize, args.output)
+    print(f"spanqa: wrote {args.format} reader ({args.quantize}) to {out}", file=sys.stderr)
+    if args.eval_data != "none":
+        data = asset("squad-v1.1-dev-sample.json.gz") if args.eval_data == "sample" else args.eval_data
+        report = compare(args.model, str(out), data, args.max_eval_samples)
+        o, e = report["original_fp32"], report["exported"]
+        print(f"on {report['questions']} questions: original EM {o['exact']:.2f} F1 {o['f1']:.2f} "
+              f"({o['questions_per_second']:.1f} q/s); exported EM {e['exact']:.2f} F1 {e['f1']:.2f} "
+              f"({e['questions_per_second']:.1f} q/s); F1 change {report['f1_change']:+.2f}")
+        print(json.dumps(report))
+    return 0
+
+
+def _export_parser(sub) -> None:
+    p = sub.add_parser("export", help="export a reader to ONNX (optionally int8) or torch int8")
+    p.add_argument("--model", required=True, help="a reader folder from `spanqa train` (or a hub QA model)")
+    p.add_argument("--format", default="onnx", help="onnx (ONNX Runtime) or torch (dynamic int8 at load)")
+    p.add_argument("--quantize", default="none", help="none or int8 (dynamic quantization of the weights)")
+    p.add_argument("--output", required=True, help="a new folder for the exported reader")
+    p.add_argument("--eval-data", default="sample",
+                   help="questions to measure the EM/F1 change on: 'sample' (the bundled dev sample), a data source, or none")
+    p.add_argument("--max-eval-samples", type=int, default=300, help="questions used for that (default: 300)")
+    p.set_defaults(func=cmd_export)
+
+
 def _quickstart_parser(sub) -> None:
     p = sub.add_parser("quickstart", help="the main job on the bundled defaults: train, evaluate, answer")
     p.add_argument("--output-dir", help="where the run goes (default: runs/quickstart)")
     p.set_defaults(func=cmd_quickstart)
 
 
-SUBCOMMANDS: list[Callable] = [_quickstart_parser, _train_parser, _evaluate_parser, _data_parser]
+SUBCOMMANDS: list[Callable] = [
+    _quickstart_parser, _train_parser, _evaluate_parser, _predict_parser, _ask_parser, _serve_parser, _export_parser,
+    _data_parser,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import Iterator
 
-import numpy as np
 import torch
 
 from spanqa.config import DecodeConfig
@@ -39,7 +38,7 @@ def predict_features(
         batch_size: windows per forward pass.
         progress: optional callable(n_windows_done) for progress bars.
     """
-    device = next(model.parameters()).device
+    device = model_device(model)
     was_training = model.training
     model.eval()
     try:
@@ -56,13 +55,14 @@ def predict_features(
         model.train(was_training)
 
 
+def model_device(model) -> torch.device:
+    """Where a model's inputs go (a torch module's parameters, or an ONNX session's CPU)."""
+    if hasattr(model, "parameters"):
+        return next(model.parameters()).device
+    return getattr(model, "device", torch.device("cpu"))
+
+
 def input_names_for(tokenizer) -> list[str]:
     """The tensors to feed: the tokenizer's `model_input_names` (token_type_ids only where it uses them)."""
     names = list(getattr(tokenizer, "model_input_names", ["input_ids", "attention_mask"]))
     return [n for n in names if n in ("input_ids", "token_type_ids", "attention_mask")]
-
-
-def first_index_order(example_index: np.ndarray) -> np.ndarray:
-    """Indices of distinct examples in the order they first appear."""
-    _, first = np.unique(example_index, return_index=True)
-    return example_index[np.sort(first)]

@@ -21,7 +21,7 @@ from spanqa.data import Example
 from spanqa.decode import Prediction
 from spanqa.errors import SpanqaError
 from spanqa.features import build_features
-from spanqa.inference import input_names_for, predict_features
+from spanqa.inference import input_names_for, model_device, predict_features
 from spanqa.models.hub import load_tokenizer, resolve_model_path
 from spanqa.models.reader_model import load_qa_model
 from spanqa.precision import resolve_precision
@@ -76,7 +76,8 @@ class Reader:
 
         Args:
             device: "cpu", "cuda", "cuda:1"... (default: CUDA when available).
-            precision: auto (bf16 where the hardware has native bf16), bf16, fp16 (GPU), fp32.
+            precision: auto (bf16 where the hardware has native bf16), bf16, fp16 (GPU), fp32, or int8
+                (dynamic int8 quantization of the Linear layers, CPU).
             null_score_diff_threshold: override the threshold tuned at training (SQuAD v2 readers).
             allow_null: override whether "no answer" can be returned (default: as trained; False otherwise).
         """
@@ -86,16 +87,18 @@ class Reader:
         decode = DecodeConfig(**info.get("decode", {}))
         if null_score_diff_threshold is not None:
             decode = dataclasses.replace(decode, null_score_diff_threshold=null_score_diff_threshold)
-        model = load_qa_model(path).to(dev).eval()
+        if precision == "auto" and info.get("default_precision"):
+            precision = info["default_precision"]
+        model, precision = _load_model(Path(path), path, dev, precision)
         return cls(
             model=model, tokenizer=load_tokenizer(path), data=DataConfig(**info.get("data", {})), decode=decode,
             allow_null=info.get("version_2_with_negative", False) if allow_null is None else allow_null,
-            precision=resolve_precision(precision, dev), name=str(path_or_name), info=info,
+            precision=precision, name=str(path_or_name), info=info,
         )
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        return model_device(self.model)
 
     def answer(self, question: str, context: str, top_k: int = 1) -> list[ReaderAnswer]:
         """The `top_k` best answers to one question about one context, best first."""
@@ -133,6 +136,23 @@ class Reader:
         if self.allow_null and (pred.answer == "" or not spans):
             spans = [ReaderAnswer("", -1, -1, pred.null_score, 0.0, pred.na_prob), *spans][:top_k]
         return spans
+
+
+def _load_model(folder: Path, path: str, device: torch.device, precision: str):
+    """(model, precision to run it in): ONNX Runtime for an exported folder, torch otherwise.
+
+    precision "int8" on torch applies dynamic int8 quantization to the Linear layers (CPU only).
+    """
+    from spanqa.models.onnx_model import ONNX_FILE, OnnxQAModel
+
+    if (folder / ONNX_FILE).exists() and not (folder / "model.safetensors").exists():
+        return OnnxQAModel(folder / ONNX_FILE), "fp32"
+    model = load_qa_model(path).to(device).eval()
+    if precision == "int8":
+        if device.type != "cpu":
+            raise SpanqaError("precision int8 (dynamic quantization) runs on CPU only.")
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8), "fp32"
+    return model, resolve_precision(precision, device)
 
 
 def _reader_info(path: Path) -> dict:

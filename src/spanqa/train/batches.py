@@ -47,12 +47,13 @@ def eval_batches(example_index: np.ndarray, lengths: np.ndarray, max_windows: in
     bounds = np.flatnonzero(np.r_[True, example_index[1:] != example_index[:-1], True])
     groups = [np.arange(bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1)]
     groups.sort(key=lambda g: int(lengths[g].max()))
-    batches, current = [], []
+    batches, current, size = [], [], 0
     for g in groups:
-        if current and sum(len(c) for c in current) + len(g) > max_windows:
+        if current and size + len(g) > max_windows:
             batches.append(np.concatenate(current))
-            current = []
+            current, size = [], 0
         current.append(g)
+        size += len(g)
     if current:
         batches.append(np.concatenate(current))
     return batches

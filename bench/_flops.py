@@ -1,0 +1,32 @@
+"""Model FLOP utilisation: useful training FLOPs per second against the machine's measured matmul rate."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+
+def matmul_rate(dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
+    """Measured dense matmul GFLOP/s for `dtype` on this machine (CPU threads as configured)."""
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    for _ in range(2):
+        a @ b
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * n**3 * repeats / (time.perf_counter() - t0) / 1e9
+
+
+def encoder_train_flops(config, n_params_nonembedding: int, tokens: list[int]) -> float:
+    """Forward+backward FLOPs (3x forward) over windows of `tokens` real tokens each.
+
+    Forward per window of T tokens: 2 * N * T for the weight matmuls plus 4 * layers * T^2 * hidden for
+    attention scores and the weighted sum. Padding is not counted: it is not useful work.
+    """
+    layers, hidden = config.num_hidden_layers, config.hidden_size
+    return sum(3 * (2 * n_params_nonembedding * t + 4 * layers * t * t * hidden) for t in tokens)
+
+
+def nonembedding_params(model) -> int:
+    return sum(p.numel() for n, p in model.named_parameters() if "embeddings" not in n)

@@ -1,0 +1,158 @@
+"""Inference throughput: `Reader.answer_batch` against transformers' question-answering pipeline.
+
+500 SQuAD v1.1 dev questions, the same model for both (default: the quickstart reader in
+runs/quickstart, else minilm-l6 with a fresh head). The pipeline was removed in transformers 5, so the
+reference runs transformers 4.57 from an isolated folder (bench/.ref/, installed on first use with
+`pip install --target`) in a subprocess, at batch sizes 1, 8, 16 and 32; its best is the reference.
+spanqa runs fp32, its default (bf16 where the CPU has bf16 units), torch int8 and ONNX Runtime int8.
+`ratio` = spanqa's default path / the pipeline's best. Also prints model FLOP utilisation.
+Usage: python bench/inference.py [--model DIR] [--questions 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from _common import SQUAD_V1_DEV, report
+from _flops import matmul_rate, nonembedding_params
+
+from spanqa.data import load_examples
+from spanqa.evaluation import evaluate
+from spanqa.metrics import normalize_answer
+from spanqa.reader import Reader
+
+REF_DIR = Path(__file__).parent / ".ref" / "transformers-4.57"
+REF_PACKAGES = ["transformers==4.57.*", "tokenizers>=0.22,<0.23", "huggingface-hub>=0.34,<1.0"]
+
+
+def ensure_reference() -> Path:
+    """Install transformers 4.57 into bench/.ref once (no effect on the project's own environment)."""
+    if not (REF_DIR / "transformers" / "__init__.py").exists():
+        print(f"installing {', '.join(REF_PACKAGES)} into {REF_DIR} (reference only)", file=sys.stderr, flush=True)
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--target", str(REF_DIR), "--no-deps",
+                        *REF_PACKAGES, "safetensors", "regex", "requests", "filelock", "fsspec", "packaging",
+                        "pyyaml", "tqdm", "typing-extensions", "hf-xet"], check=True)
+    return REF_DIR
+
+
+def run_pipeline(model_dir: str, items: list[dict], sizes: str) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        qpath, opath = Path(tmp) / "q.json", Path(tmp) / "o.json"
+        qpath.write_text(json.dumps(items))
+        env = {**os.environ, "PYTHONPATH": str(ensure_reference())}
+        script = Path(__file__).parent / "_pipeline_ref.py"
+        subprocess.run([sys.executable, str(script), model_dir, str(qpath), str(opath), sizes], check=True, env=env)
+        return json.loads(opath.read_text())
+
+
+def run_reader(reader: Reader, pairs, repeats: int = 2):
+    reader.answer_batch(pairs[:8])  # warm-up
+    best, answers = float("inf"), None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        answers = reader.answer_batch(pairs)
+        best = min(best, time.perf_counter() - t0)
+    return len(pairs) / best, [a[0] for a in answers]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    default = "runs/quickstart" if Path("runs/quickstart/model.safetensors").exists() else "minilm-l6"
+    parser.add_argument("--model", default=default)
+    parser.add_argument("--questions", type=int, default=500)
+    parser.add_argument("--pipeline-batch-sizes", default="1,8,16,32")
+    args = parser.parse_args()
+    if not SQUAD_V1_DEV.exists():
+        print(f"needs {SQUAD_V1_DEV}", file=sys.stderr)
+        return 1
+    dataset = load_examples(SQUAD_V1_DEV)
+    dataset = type(dataset)(dataset.examples[: args.questions], dataset.source, dataset.format, dataset.version)
+    pairs = [(e.question, e.context) for e in dataset.examples]
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = _model_folder(args.model, tmp)
+        ref = run_pipeline(model_dir, [{"question": q, "context": c} for q, c in pairs], args.pipeline_batch_sizes)
+        best_bs = max(ref["runs"], key=lambda b: ref["runs"][b]["questions_per_second"])
+        ref_qps = ref["runs"][best_bs]["questions_per_second"]
+        ref_answers = [a["text"] for a in ref["runs"][best_bs]["answers"]]
+        variants = _spanqa_variants(model_dir, tmp)
+        rows = {}
+        for name, reader in variants.items():
+            qps, answers = run_reader(reader, pairs)
+            scores = evaluate(dataset, {e.id: a.text for e, a in zip(dataset.examples, answers)})
+            same = sum(normalize_answer(a.text) == normalize_answer(r) for a, r in zip(answers, ref_answers))
+            rows[name] = {"questions_per_second": qps, "ratio_vs_pipeline": qps / ref_qps, "exact": scores["exact"],
+                          "f1": scores["f1"], "same_answer_as_pipeline": same / len(pairs),
+                          "precision": reader.precision}
+    ref_scores = evaluate(dataset, {e.id: a for e, a in zip(dataset.examples, ref_answers)})
+    _print(ref, best_bs, ref_qps, ref_scores, rows)
+    mfu = _mfu(variants["fp32"], dataset, rows)
+    default = rows["default"]
+    report({"benchmark": "inference", "model": args.model, "questions": len(pairs),
+            "pipeline": {"transformers": ref["transformers"], "best_batch_size": int(best_bs),
+                         "by_batch_size": {b: r["questions_per_second"] for b, r in ref["runs"].items()},
+                         "questions_per_second": ref_qps, "f1": ref_scores["f1"]},
+            "spanqa": rows, "mfu": mfu, "f1_change_default_vs_fp32": default["f1"] - rows["fp32"]["f1"],
+            "ratio": default["questions_per_second"] / ref_qps})
+    return 0
+
+
+def _model_folder(model: str, tmp: str) -> str:
+    """A folder both sides load: a reader folder as is; an alias saved with a fresh span head."""
+    if Path(model, "config.json").exists():
+        return model
+    reader = Reader.load(model, device="cpu", precision="fp32")
+    torch.manual_seed(0)
+    reader.model.save_pretrained(f"{tmp}/model")
+    reader.tokenizer.save_pretrained(f"{tmp}/model")
+    return f"{tmp}/model"
+
+
+def _spanqa_variants(model_dir: str, tmp: str) -> dict:
+    from spanqa.export import export_reader
+
+    out = {"fp32": Reader.load(model_dir, device="cpu", precision="fp32"),
+           "default": Reader.load(model_dir, device="cpu"),
+           "torch_int8": Reader.load(model_dir, device="cpu", precision="int8")}
+    try:
+        export_reader(model_dir, "onnx", "int8", f"{tmp}/onnx-int8")
+        out["onnx_int8"] = Reader.load(f"{tmp}/onnx-int8", device="cpu")
+    except Exception as exc:  # report, do not hide: ONNX export depends on the installed exporters
+        print(f"onnx int8 skipped: {type(exc).__name__}: {exc}", file=sys.stderr)
+    return out
+
+
+def _print(ref, best_bs, ref_qps, ref_scores, rows) -> None:
+    by = ", ".join(f"batch {b}: {r['questions_per_second']:.1f}" for b, r in ref["runs"].items())
+    print(f"pipeline (transformers {ref['transformers']}): {by} q/s; best {ref_qps:.1f} q/s (batch {best_bs}), "
+          f"F1 {ref_scores['f1']:.2f}")
+    for name, r in rows.items():
+        print(f"spanqa {name:>10} ({r['precision']}): {r['questions_per_second']:6.1f} q/s  x{r['ratio_vs_pipeline']:.2f}  "
+              f"F1 {r['f1']:.2f}  same answer as pipeline {r['same_answer_as_pipeline']:.2%}")
+
+
+def _mfu(reader: Reader, dataset, rows) -> dict:
+    from spanqa.features import build_features
+
+    feats = build_features(dataset.examples, reader.tokenizer, reader.data)
+    cfg, n = reader.model.config, nonembedding_params(reader.model)
+    flops = sum(2 * n * t + 4 * cfg.num_hidden_layers * t * t * cfg.hidden_size for t in feats.lengths.tolist())
+    rates = {"bf16": matmul_rate(torch.bfloat16), "fp32": matmul_rate(torch.float32)}
+    out = {"matmul_gflops": rates, "windows": len(feats)}
+    for name, r in rows.items():
+        gflops = flops * r["questions_per_second"] / len(dataset) / 1e9
+        peak = rates["bf16"] if r["precision"] == "bf16" else rates["fp32"]
+        out[name] = {"useful_gflops": gflops, "mfu": gflops / peak}
+        print(f"  {name:>10}: {gflops:.0f} useful GFLOP/s = {gflops / peak:.1%} of the {('bf16' if peak == rates['bf16'] else 'fp32')} matmul peak")
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())

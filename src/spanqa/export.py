@@ -1,0 +1,66 @@
+"""`spanqa export`: a reader folder -> ONNX (fp32 or int8) or a torch int8 reader, with the EM/F1 change."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from spanqa.data import load_examples
+from spanqa.errors import SpanqaError
+from spanqa.evaluation import evaluate
+from spanqa.inference import input_names_for
+from spanqa.models.onnx_model import ONNX_FILE, export_onnx, quantize_int8
+from spanqa.reader import READER_FILE, Reader
+
+
+def export_reader(model: str, fmt: str, quantize: str, output: str) -> Path:
+    """Write the exported reader to `output` (which must not hold files).
+
+    Raises:
+        SpanqaError: an unknown format/quantization, or an output folder that already holds files.
+    """
+    if fmt not in ("onnx", "torch") or quantize not in ("none", "int8") or (fmt, quantize) == ("torch", "none"):
+        raise SpanqaError(f"--format {fmt} --quantize {quantize}: expected onnx (none or int8) or torch with int8.")
+    out = Path(output)
+    if out.exists() and any(out.iterdir()):
+        raise SpanqaError(f"{out} already holds files; choose an empty or new --output folder.")
+    reader = Reader.load(model, device="cpu", precision="fp32")
+    with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as tmp:
+        stage = Path(tmp) / "reader"
+        stage.mkdir()
+        reader.tokenizer.save_pretrained(stage)
+        info = dict(reader.info) or {"data": {}, "decode": {}}
+        if fmt == "onnx":
+            onnx_path = export_onnx(reader.model, input_names_for(reader.tokenizer), Path(tmp) / ONNX_FILE)
+            (quantize_int8(onnx_path, stage / ONNX_FILE) if quantize == "int8" else shutil.copy(onnx_path, stage / ONNX_FILE))
+        else:
+            reader.model.save_pretrained(stage, safe_serialization=True)
+            info["default_precision"] = "int8"
+        info.update({"runtime": "onnxruntime" if fmt == "onnx" else "torch", "quantize": quantize, "exported_from": model})
+        (stage / READER_FILE).write_text(json.dumps(info, indent=1))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.exists():
+            out.rmdir()
+        shutil.move(str(stage), out)
+    return out
+
+
+def compare(original: str, exported: str, data: str, max_samples: int) -> dict:
+    """EM/F1 and questions/s of the original (fp32) and the exported reader on the same questions."""
+    dataset = load_examples(data)
+    dataset = type(dataset)(dataset.examples[:max_samples], dataset.source, dataset.format, dataset.version)
+    out = {}
+    for name, reader in (("original_fp32", Reader.load(original, device="cpu", precision="fp32")),
+                         ("exported", Reader.load(exported, device="cpu"))):
+        t0 = time.perf_counter()
+        preds = reader.predict(dataset.examples)
+        seconds = time.perf_counter() - t0
+        scores = evaluate(dataset, {p.id: p.answer for p in preds})
+        out[name] = {"exact": scores["exact"], "f1": scores["f1"], "questions_per_second": len(preds) / seconds}
+    out["f1_change"] = out["exported"]["f1"] - out["original_fp32"]["f1"]
+    out["exact_change"] = out["exported"]["exact"] - out["original_fp32"]["exact"]
+    out["questions"] = len(dataset)
+    return out

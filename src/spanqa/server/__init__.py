@@ -1,0 +1,1 @@
+"""HTTP serving: decode a request, call the `Reader`, encode the response."""

@@ -1,0 +1,207 @@
+"""`spanqa serve`: a FastAPI app over one `Reader`.
+
+Routes: POST /v1/answer, POST /v1/answer/batch, GET /healthz, GET /v1/model, GET / (web page),
+GET /docs (OpenAPI). Every error is JSON: {"error": {"type", "message", ...}}; limits name themselves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from dataclasses import asdict, dataclass
+from importlib import resources
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, Field, field_validator
+
+from spanqa.config import _f
+from spanqa.server.batching import MicroBatcher
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Server limits and batching."""
+
+    host: str = _f("127.0.0.1", "address to bind (127.0.0.1 keeps it local; 0.0.0.0 exposes it)")
+    port: int = _f(8000, "TCP port")
+    max_batch_size: int = _f(32, "questions per forward pass when requests are micro-batched")
+    max_wait_ms: float = _f(5.0, "how long the first request of a batch waits for company")
+    max_context_chars: int = _f(20000, "longest context accepted (413 above)")
+    max_question_chars: int = _f(1000, "longest question accepted (413 above)")
+    max_questions_per_request: int = _f(64, "items in one /v1/answer/batch request (413 above)")
+    max_body_bytes: int = _f(1_000_000, "largest request body (413 above)")
+    max_top_k: int = _f(20, "largest top_k accepted")
+
+
+class Question(BaseModel):
+    question: str = Field(min_length=1, description="the question")
+    context: str = Field(min_length=1, description="the passage to answer from")
+
+    @field_validator("question", "context")
+    @classmethod
+    def not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value
+
+
+class AnswerRequest(Question):
+    top_k: int = Field(1, ge=1, description="answers to return, best first")
+
+
+class BatchRequest(BaseModel):
+    items: list[Question] = Field(min_length=1, description="questions with their contexts")
+    top_k: int = Field(1, ge=1)
+
+
+class LimitExceeded(Exception):
+    def __init__(self, limit: str, value: int, maximum: int, status: int = 413) -> None:
+        super().__init__(f"{limit}: {value} is over the limit of {maximum}")
+        self.limit, self.value, self.maximum, self.status = limit, value, maximum, status
+
+
+def _error(status: int, kind: str, message: str, **extra) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": {"type": kind, "message": message, **extra}})
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over `max_bytes` gets 413 before the app reads it."""
+
+    def __init__(self, app, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            return await self._reject(scope, receive, send, int(declared))
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return await self.app(scope, _replay([message]), send)
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            more = message.get("more_body", False)
+            if size > self.max_bytes:
+                return await self._reject(scope, receive, send, size)
+        body = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        return await self.app(scope, _replay([body]), send)
+
+    async def _reject(self, scope, receive, send, size: int):
+        response = _error(413, "limit_exceeded", f"request body: {size} bytes is over the limit of {self.max_bytes}",
+                          limit="max_body_bytes", maximum=self.max_bytes)
+        await response(scope, receive, send)
+
+
+def _replay(messages):
+    queue = list(messages)
+
+    async def receive():
+        return queue.pop(0) if queue else {"type": "http.disconnect"}
+
+    return receive
+
+
+def create_app(reader, config: ServeConfig = ServeConfig()) -> FastAPI:
+    """The app for `reader` (anything with `answer_batch`, `name`, `info`, `allow_null`, `data`, `decode`)."""
+    batcher = MicroBatcher(reader.answer_batch, config.max_batch_size, config.max_wait_ms)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        yield
+        await batcher.stop()
+
+    app = FastAPI(title="spanqa", description="Extractive question answering", version="1", lifespan=lifespan)
+    app.state.batcher, app.state.reader, app.state.config = batcher, reader, config
+    _add_error_handlers(app)
+
+    @app.post("/v1/answer")
+    async def answer(req: AnswerRequest) -> dict:
+        _check([req], req.top_k, config)
+        t0 = time.perf_counter()
+        (answers,) = await batcher.submit([(req.question, req.context)], req.top_k)
+        return {"answers": [asdict(a) for a in answers], "model": reader.name, "time_ms": _ms(t0)}
+
+    @app.post("/v1/answer/batch")
+    async def answer_batch(req: BatchRequest) -> dict:
+        if len(req.items) > config.max_questions_per_request:
+            raise LimitExceeded("max_questions_per_request", len(req.items), config.max_questions_per_request)
+        _check(req.items, req.top_k, config)
+        t0 = time.perf_counter()
+        results = await batcher.submit([(q.question, q.context) for q in req.items], req.top_k)
+        return {"results": [{"answers": [asdict(a) for a in r]} for r in results], "model": reader.name,
+                "time_ms": _ms(t0)}
+
+    @app.get("/healthz")
+    async def healthz() -> dict:
+        return {"status": "ok", "model": reader.name}
+
+    @app.get("/v1/model")
+    async def model_info() -> dict:
+        stats = batcher.stats
+        return {
+            "name": reader.name,
+            "version_2_with_negative": reader.allow_null,
+            "metrics": reader.info.get("eval", {}),
+            "settings": {"data": asdict(reader.data), "decode": asdict(reader.decode), "server": asdict(config)},
+            "batching": {"batches": stats.batches, "questions": stats.questions,
+                         "mean_batch_size": stats.questions / stats.batches if stats.batches else 0.0},
+        }
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page() -> str:
+        return (resources.files("spanqa.server") / "static" / "index.html").read_text()
+
+    return ServedApp(app, config.max_body_bytes)
+
+
+class ServedApp:
+    """The FastAPI app behind the body limit; `.fastapi` and `.state` stay reachable for tests."""
+
+    def __init__(self, app: FastAPI, max_bytes: int) -> None:
+        self.fastapi, self._asgi = app, BodyLimit(app, max_bytes)
+        self.state = app.state
+
+    async def __call__(self, scope, receive, send):
+        await self._asgi(scope, receive, send)
+
+
+def _check(items, top_k: int, config: ServeConfig) -> None:
+    if top_k > config.max_top_k:
+        raise LimitExceeded("max_top_k", top_k, config.max_top_k, status=422)
+    for q in items:
+        if len(q.context) > config.max_context_chars:
+            raise LimitExceeded("max_context_chars", len(q.context), config.max_context_chars)
+        if len(q.question) > config.max_question_chars:
+            raise LimitExceeded("max_question_chars", len(q.question), config.max_question_chars)
+
+
+def _ms(t0: float) -> float:
+    return round((time.perf_counter() - t0) * 1000, 2)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [
+            {"field": ".".join(str(p) for p in e.get("loc", ()) if p != "body"), "message": e.get("msg", "")}
+            for e in exc.errors()
+        ]
+        malformed = any(e.get("type") == "json_invalid" for e in exc.errors())
+        kind = "invalid_json" if malformed else "invalid_request"
+        message = "the body is not valid JSON" if malformed else "; ".join(
+            f"{p['field'] or 'body'}: {p['message']}" for p in problems)
+        return _error(422, kind, message, problems=json.loads(json.dumps(problems, default=str)))
+
+    @app.exception_handler(LimitExceeded)
+    async def too_big(_request: Request, exc: LimitExceeded) -> JSONResponse:
+        return _error(exc.status, "limit_exceeded", str(exc), limit=exc.limit, maximum=exc.maximum)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        return _error(500, "internal_error", f"{type(exc).__name__}: {exc}")

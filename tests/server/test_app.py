@@ -1,0 +1,120 @@
+"""The HTTP API in-process: answers, limits, bad input, micro-batching."""
+
+import asyncio
+
+import pytest
+from fastapi.testclient import TestClient
+
+from spanqa.reader import Reader
+from spanqa.server.app import ServeConfig, create_app
+from spanqa.server.batching import MicroBatcher
+
+CONTEXT = "The Eiffel Tower was designed by the engineering company of Gustave Eiffel and built in 1889."
+
+
+@pytest.fixture(scope="module")
+def reader(tiny_model):
+    return Reader.load(str(tiny_model), device="cpu")
+
+
+@pytest.fixture()
+def client(reader):
+    config = ServeConfig(max_context_chars=500, max_question_chars=100, max_questions_per_request=3,
+                         max_body_bytes=4000, max_top_k=5)
+    with TestClient(create_app(reader, config)) as c:
+        yield c
+
+
+def test_answer_is_cut_from_the_context(client):
+    r = client.post("/v1/answer", json={"question": "Who designed it?", "context": CONTEXT, "top_k": 3})
+    assert r.status_code == 200
+    answers = r.json()["answers"]
+    assert 1 <= len(answers) <= 3
+    for a in answers:
+        assert a["text"] == CONTEXT[a["start"] : a["end"]]
+    assert answers[0]["score"] >= answers[-1]["score"]
+
+
+def test_batch_answers_in_input_order(client, reader):
+    items = [{"question": "When was it built?", "context": CONTEXT},
+             {"question": "Which company?", "context": "Paris is in France. " * 3}]
+    r = client.post("/v1/answer/batch", json={"items": items, "top_k": 1})
+    assert r.status_code == 200
+    got = [res["answers"][0]["text"] for res in r.json()["results"]]
+    assert got == [reader.answer(i["question"], i["context"])[0].text for i in items]
+
+
+def test_health_and_model_info(client):
+    assert client.get("/healthz").json()["status"] == "ok"
+    info = client.get("/v1/model").json()
+    assert info["settings"]["data"]["max_seq_length"] == 384 and "batching" in info
+    assert client.get("/openapi.json").status_code == 200
+    assert "<form" in client.get("/").text
+
+
+@pytest.mark.parametrize(
+    "body, status, needle",
+    [
+        ('{"question": "x", "context": ', 422, "invalid_json"),
+        ('[1, 2]', 422, "invalid_request"),
+        ('{"question": 3, "context": "abc"}', 422, "question"),
+        ('{"question": "", "context": "abc"}', 422, "question"),
+        ('{"question": "   ", "context": "abc"}', 422, "must not be blank"),
+        ('{"question": "q?"}', 422, "context"),
+        ('{"question": "q?", "context": "abc", "top_k": 0}', 422, "top_k"),
+        ('{"question": "q?", "context": "abc", "top_k": 9}', 422, "max_top_k"),
+        ('{"question": "q?", "context": "' + "a" * 600 + '"}', 413, "max_context_chars"),
+        ('{"question": "' + "q" * 150 + '", "context": "abc"}', 413, "max_question_chars"),
+        ('{"question": "q?", "context": "' + "a" * 5000 + '"}', 413, "max_body_bytes"),
+    ],
+)
+def test_bad_requests_get_json_errors_and_the_server_stays_up(client, body, status, needle):
+    r = client.post("/v1/answer", content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == status and needle in r.text
+    assert "error" in r.json() and r.json()["error"]["message"]
+    assert client.post("/v1/answer", json={"question": "q?", "context": CONTEXT}).status_code == 200
+
+
+def test_too_many_questions_per_request(client):
+    items = [{"question": "q?", "context": "abc"}] * 4
+    r = client.post("/v1/answer/batch", json={"items": items})
+    assert r.status_code == 413 and r.json()["error"]["limit"] == "max_questions_per_request"
+
+
+def test_micro_batcher_groups_concurrent_requests_and_keeps_order():
+    calls = []
+
+    def answer_batch(pairs, top_k):
+        calls.append(len(pairs))
+        return [[f"{q}|{c}"] * top_k for q, c in pairs]
+
+    async def scenario():
+        batcher = MicroBatcher(answer_batch, max_batch_size=8, max_wait_ms=50)
+        jobs = [batcher.submit([(f"q{i}", "c")], 1) for i in range(12)]
+        results = await asyncio.gather(*jobs)
+        await batcher.stop()
+        return results
+
+    results = asyncio.run(scenario())
+    assert [r[0][0] for r in results] == [f"q{i}|c" for i in range(12)]
+    assert sum(calls) == 12 and len(calls) < 12 and max(calls) <= 8
+
+
+def test_a_failing_batch_fails_its_requests_not_the_worker():
+    state = {"n": 0}
+
+    def flaky(pairs, top_k):
+        state["n"] += 1
+        if state["n"] == 1:
+            raise RuntimeError("boom")
+        return [["ok"] for _ in pairs]
+
+    async def scenario():
+        batcher = MicroBatcher(flaky, max_batch_size=4, max_wait_ms=1)
+        with pytest.raises(RuntimeError):
+            await batcher.submit([("q", "c")], 1)
+        again = await batcher.submit([("q", "c")], 1)
+        await batcher.stop()
+        return again
+
+    assert asyncio.run(scenario()) == [["ok"]]
