@@ -22,6 +22,7 @@ starts at the first token ending after s and ends at the last token starting bef
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +30,9 @@ import numpy as np
 from spanqa.config import DataConfig
 from spanqa.data import Example
 from spanqa.errors import SpanqaError
+
+_BACKENDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_TEMPLATES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 # Every char that str.isspace() accepts; offsets are trimmed of these.
 _SPACE_CODEPOINTS = np.array([c for c in range(0x3001) if chr(c).isspace()], dtype=np.uint32)
@@ -55,6 +59,14 @@ class PairTemplate:
 
     @classmethod
     def from_tokenizer(cls, tokenizer) -> PairTemplate:
+        cached = _TEMPLATES.get(tokenizer)
+        if cached is None or cached[0] != (len(tokenizer), tokenizer.padding_side):
+            cached = ((len(tokenizer), tokenizer.padding_side), cls._read(tokenizer))
+            _TEMPLATES[tokenizer] = cached
+        return cached[1]
+
+    @classmethod
+    def _read(cls, tokenizer) -> PairTemplate:
         enc = plain_backend(tokenizer).encode("a", "b", add_special_tokens=True)
         seq = [-1 if s is None else s for s in enc.sequence_ids]
         ids, types = np.asarray(enc.ids, dtype=np.int32), enc.type_ids
@@ -79,13 +91,18 @@ def plain_backend(tokenizer):
     """A copy of the tokenizer's Rust backend with its stored truncation and padding turned off.
 
     Some tokenizer.json files carry `truncation: 128` and fixed padding (all-MiniLM-L6-v2 does); left on,
-    they would silently cut every context at 128 tokens.
+    they would silently cut every context at 128 tokens. The copy is made once per tokenizer object and
+    vocabulary size (serialising a 30k-word vocabulary costs more than answering a question).
     """
     from tokenizers import Tokenizer
 
+    cached = _BACKENDS.get(tokenizer)
+    if cached is not None and cached[0] == len(tokenizer):
+        return cached[1]
     backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
     backend.no_truncation()
     backend.no_padding()
+    _BACKENDS[tokenizer] = (len(tokenizer), backend)
     return backend
 
 

@@ -40,7 +40,8 @@ def predict_features(
     """
     device = model_device(model)
     was_training = model.training
-    model.eval()
+    if was_training:
+        model.eval()
     try:
         for rows in eval_batches(features.example_index, features.lengths, batch_size):
             batch = features.pad(rows, pad_id)
@@ -52,7 +53,8 @@ def predict_features(
                 progress(len(rows))
             yield from decode(start, end, batch, features.example_index[rows], examples, decode_config, allow_null)
     finally:
-        model.train(was_training)
+        if was_training:
+            model.train()
 
 
 def model_device(model) -> torch.device:

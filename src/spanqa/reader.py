@@ -97,6 +97,12 @@ class Reader:
         )
 
     @property
+    def autocast_precision(self) -> str:
+        """What to autocast to: nothing when the weights already are bf16 (CPU bf16 inference)."""
+        weights = next(self.model.parameters()).dtype if hasattr(self.model, "parameters") else torch.float32
+        return "fp32" if weights == torch.bfloat16 else self.precision
+
+    @property
     def device(self) -> torch.device:
         return model_device(self.model)
 
@@ -122,7 +128,7 @@ class Reader:
         features = build_features(examples, self.tokenizer, self.data)
         preds = predict_features(
             self.model, features, examples, decode, self.allow_null, input_names_for(self.tokenizer),
-            self.tokenizer.pad_token_id or 0, self.batch_size, self.precision, progress,
+            self.tokenizer.pad_token_id or 0, self.batch_size, self.autocast_precision, progress,
         )
         by_id = {p.id: p for p in preds}
         return [by_id[e.id] for e in examples]
@@ -148,11 +154,34 @@ def _load_model(folder: Path, path: str, device: torch.device, precision: str):
     if (folder / ONNX_FILE).exists() and not (folder / "model.safetensors").exists():
         return OnnxQAModel(folder / ONNX_FILE), "fp32"
     model = load_qa_model(path).to(device).eval()
+    precision = resolve_precision(precision, device) if precision != "int8" else precision
+    if precision == "bf16" and device.type == "cpu":
+        return bf16_weights(model), "bf16"
     if precision == "int8":
         if device.type != "cpu":
             raise SpanqaError("precision int8 (dynamic quantization) runs on CPU only.")
         return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8), "fp32"
-    return model, resolve_precision(precision, device)
+    return model, precision
+
+
+class _Float32Head(torch.nn.Module):
+    """The span head in fp32 over bf16 hidden states: logits keep their resolution (bf16 has 8 bits)."""
+
+    def __init__(self, head: torch.nn.Linear) -> None:
+        super().__init__()
+        self.head = head.float()
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.head(hidden.float())
+
+
+def bf16_weights(model: torch.nn.Module) -> torch.nn.Module:
+    """CPU inference in bf16 without autocast: weights cast once (no per-call casts), span head in fp32."""
+    head = getattr(model, "qa_outputs", None)
+    model = model.to(torch.bfloat16)
+    if isinstance(head, torch.nn.Linear):
+        model.qa_outputs = _Float32Head(head)
+    return model
 
 
 def _reader_info(path: Path) -> dict:

@@ -140,3 +140,21 @@ def test_two_process_ddp_matches_one_process_with_double_batch(tiny_model, tmp_p
     assert done.returncode == 0, done.stderr[-2000:]
     assert "2 process(es)" in done.stderr
     np.testing.assert_allclose(losses(two), losses(one), rtol=1e-4)
+
+
+def test_regression_training_runs_with_dropout_on(tiny_model, tmp_path, monkeypatch):
+    """from_pretrained returns eval mode; the loop must switch to train mode or dropout never acts."""
+    from spanqa.train import loop
+
+    seen = []
+    original = loop._optimizer_step
+
+    def spy(parts, *args):
+        model = parts.model
+        seen.append(model.training and all(m.training for m in model.modules()))
+        return original(parts, *args)
+
+    monkeypatch.setattr(loop, "_optimizer_step", spy)
+    assert main(train_args(tiny_model, tmp_path / "run", "--max-steps", "6", "--eval-data", V1,
+                           "--eval-steps", "3", "--max-eval-samples", "20")) == 0
+    assert seen and all(seen)  # also after the evaluation at step 3

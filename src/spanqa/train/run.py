@@ -159,6 +159,7 @@ def train(settings: TrainSettings, command: str = "") -> dict:
     )
     scheduler = build_schedule(optimizer, optim.lr_scheduler_type, total, math.ceil(optim.warmup_ratio * total))
     scaler = torch.amp.GradScaler("cuda", init_scale=optim.loss_scale) if precision == "fp16" else None
+    model.train()  # from_pretrained returns eval mode: without this, dropout never acts
     model = acc.prepare_model(model)
     torch.manual_seed(optim.seed + acc.process_index)  # dropout streams differ by process
     state = TrainState()
