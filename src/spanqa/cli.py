@@ -158,6 +158,34 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_distill(args: argparse.Namespace) -> int:
+    from spanqa.train.config import load_recipe, resolve
+    from spanqa.train.distill import DistillConfig
+    from spanqa.train.run import train
+
+    recipe = load_recipe(args.config, (DistillConfig,)) if args.config else {}
+    flags = {k: v for k, v in vars(args).items() if k not in ("config", "func", "command", "verbose")}
+    settings = resolve(recipe, flags, (DistillConfig,))
+    if not settings.distill.teacher:
+        raise SpanqaError("--teacher is required: the reader to distil from.")
+    results = train(settings, command="spanqa " + " ".join(sys.argv[1:]))
+    if results:
+        print(json.dumps(results))
+    return 0
+
+
+def _distill_parser(sub) -> None:
+    from spanqa.config import DecodeConfig
+    from spanqa.train.config import OptimConfig, RunConfig
+    from spanqa.train.distill import DistillConfig
+
+    p = sub.add_parser("distill", help="distil a teacher reader into a smaller student (same loop as train)")
+    p.add_argument("--config", help="YAML recipe: a flat mapping of the settings below")
+    for cls in (DistillConfig, RunConfig, OptimConfig, DataConfig, DecodeConfig):
+        add_dataclass_args(p, cls, default_none=True)
+    p.set_defaults(func=cmd_distill)
+
+
 def _train_parser(sub) -> None:
     from spanqa.config import DecodeConfig
     from spanqa.train.config import OptimConfig, RunConfig
@@ -313,7 +341,7 @@ def _quickstart_parser(sub) -> None:
 
 
 SUBCOMMANDS: list[Callable] = [
-    _quickstart_parser, _train_parser, _evaluate_parser, _predict_parser, _ask_parser, _serve_parser, _export_parser,
+    _quickstart_parser, _train_parser, _distill_parser, _evaluate_parser, _predict_parser, _ask_parser, _serve_parser, _export_parser,
     _data_parser,
 ]
 

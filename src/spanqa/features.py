@@ -145,7 +145,7 @@ class Features:
 
         Returns:
             input_ids, token_type_ids, attention_mask [B, L]; offsets [B, L, 2] (-1 at padding);
-            is_max_context [B, L]; start_positions, end_positions, cls_index [B].
+            is_max_context [B, L]; start_positions, end_positions, cls_index [B]; rows [B] (the window indices).
         """
         rows = np.asarray(rows)
         lengths = self.lengths[rows]
@@ -163,6 +163,7 @@ class Features:
         }
         for name in ("start_positions", "end_positions", "cls_index"):
             out[name] = getattr(self, name)[rows].astype(np.int64)
+        out["rows"] = rows
         return out
 
 

@@ -12,7 +12,10 @@ RECIPES = sorted((Path(__file__).parents[2] / "recipes").glob("*.yaml"))
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
 def test_every_recipe_loads_and_resolves(path):
-    settings = resolve(load_recipe(path), {})
+    from spanqa.train.distill import DistillConfig
+
+    extra = (DistillConfig,) if "teacher" in path.read_text() else ()
+    settings = resolve(load_recipe(path, extra), {}, extra)
     assert settings.run.model and settings.data.max_seq_length == 384 and settings.data.doc_stride == 128
 
 
@@ -48,3 +51,13 @@ def test_bad_recipes_are_named(tmp_path, text, message):
     recipe.write_text(text)
     with pytest.raises(SpanqaError, match=message):
         resolve(load_recipe(recipe), {})
+
+
+def test_tinyroberta_recipe_has_the_seed_values():
+    from spanqa.train.distill import DistillConfig
+
+    path = Path(__file__).parents[2] / "recipes" / "tinyroberta-mrqa.yaml"
+    s = resolve(load_recipe(path, (DistillConfig,)), {}, (DistillConfig,))
+    assert (s.distill.temperature, s.distill.distillation_loss_weight) == (1.5, 0.75)
+    assert (s.optim.per_device_train_batch_size, s.optim.num_train_epochs, s.optim.learning_rate) == (96, 4.0, 3e-5)
+    assert (s.optim.warmup_ratio, s.data.max_seq_length, s.data.doc_stride, s.data.max_query_length) == (0.2, 384, 128, 64)

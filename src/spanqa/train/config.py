@@ -114,21 +114,23 @@ class TrainSettings:
     optim: OptimConfig
     data: DataConfig
     decode: DecodeConfig
+    distill: Any = None  # a DistillConfig for `spanqa distill`
 
     def to_dict(self) -> dict[str, Any]:
         """Flat {field: value}, the shape of a recipe."""
         out: dict[str, Any] = {}
-        for part in (self.run, self.optim, self.data, self.decode):
-            out.update(dataclasses.asdict(part))
+        for part in (self.run, self.optim, self.data, self.decode, self.distill):
+            if part is not None:
+                out.update(dataclasses.asdict(part))
         return out
 
 
-def field_owner() -> dict[str, type]:
+def field_owner(extra: tuple = ()) -> dict[str, type]:
     """{field name: the config class that owns it}."""
-    return {f.name: cls for cls in CONFIG_CLASSES for f in dataclasses.fields(cls)}
+    return {f.name: cls for cls in CONFIG_CLASSES + extra for f in dataclasses.fields(cls)}
 
 
-def load_recipe(path: str | Path) -> dict[str, Any]:
+def load_recipe(path: str | Path, extra: tuple = ()) -> dict[str, Any]:
     """Read a YAML recipe: a flat mapping of config fields.
 
     Raises:
@@ -145,18 +147,18 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(recipe, dict):
         raise SpanqaError(f"{path}: expected a mapping of settings, got {type(recipe).__name__}.")
-    known = field_owner()
+    known = field_owner(extra)
     for key in recipe:
         if key not in known:
             raise SpanqaError(f"{path}: unknown setting '{key}' (see `spanqa train --help` for the fields).")
     return recipe
 
 
-def resolve(recipe: dict[str, Any], flags: dict[str, Any]) -> TrainSettings:
-    """Defaults, then the recipe, then flags that were given (not None)."""
+def resolve(recipe: dict[str, Any], flags: dict[str, Any], extra: tuple = ()) -> TrainSettings:
+    """Defaults, then the recipe, then flags that were given (not None). `extra` adds e.g. DistillConfig."""
     values = {**recipe, **{k: v for k, v in flags.items() if v is not None}}
     parts = []
-    for cls in CONFIG_CLASSES:
+    for cls in CONFIG_CLASSES + extra:
         kwargs = {}
         for f in dataclasses.fields(cls):
             if f.name in values:

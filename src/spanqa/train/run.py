@@ -27,6 +27,7 @@ from spanqa.precision import describe, resolve_precision
 from spanqa.train import outputs
 from spanqa.train.checkpoint import list_checkpoints, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from spanqa.train.config import TrainSettings
+from spanqa.train.distill import DistillObjective, TeacherLogits, check_same_tokenizer, shrink_layers
 from spanqa.train.loop import LoopParts, TrainState, plan_steps, train_loop
 from spanqa.train.optim import build_optimizer, build_schedule
 from spanqa.train.tracking import check_tracker, make_tracker
@@ -74,17 +75,30 @@ def check_output_dir(settings: TrainSettings) -> Path:
 
 
 def load_data(settings: TrainSettings) -> tuple[QADataset, QADataset | None]:
-    """Training and evaluation questions, cut to max_*_samples."""
+    """Training and evaluation questions, cut to max_*_samples.
+
+    Either may name several sources separated by commas (MRQA trains on six files at once); their
+    questions are pooled, and `evaluate` reports each eval source and the macro average.
+    """
     run = settings.run
     if not run.train_data:
         raise SpanqaError("--train-data is required (a SQuAD/MRQA/JSONL file, a saved dataset folder or a hub name).")
-    train = load_examples(run.train_data, split=run.train_split)
-    if run.max_train_samples:
-        train = dataclasses.replace(train, examples=train.examples[: run.max_train_samples])
-    dev = load_examples(run.eval_data, split=run.eval_split) if run.eval_data else None
-    if dev is not None and run.max_eval_samples:
-        dev = dataclasses.replace(dev, examples=dev.examples[: run.max_eval_samples])
+    train = _pooled(run.train_data, run.train_split, run.max_train_samples)
+    dev = _pooled(run.eval_data, run.eval_split, run.max_eval_samples) if run.eval_data else None
     return train, dev
+
+
+def _pooled(spec: str, split: str, limit: int) -> QADataset:
+    parts = [load_examples(s.strip(), split=split) for s in spec.split(",") if s.strip()]
+    if limit:
+        parts = [dataclasses.replace(p, examples=p.examples[:limit]) for p in parts]
+    if len(parts) == 1:
+        return parts[0]
+    formats = {p.format for p in parts}
+    pooled = QADataset([e for p in parts for e in p.examples], spec, formats.pop() if len(formats) == 1 else "jsonl",
+                       next((p.version for p in parts if p.version), ""))
+    object.__setattr__(pooled, "parts", parts)
+    return pooled
 
 
 def wants_null(settings: TrainSettings, train: QADataset, dev: QADataset | None) -> bool:
@@ -111,7 +125,7 @@ class Evaluator:
         ))
         answers = {p.id: p.answer for p in preds}
         na_probs = {p.id: p.na_prob for p in preds} if self.allow_null else None
-        scores = evaluate(self.dataset, answers, na_probs)
+        scores = self._scores(answers, na_probs)
         runtime = time.perf_counter() - t0
         metrics = {"eval_exact_match": scores["exact"], "eval_f1": scores["f1"], "eval_samples": len(self.features)}
         metrics.update({f"eval_{k}": v for k, v in scores.items() if k not in ("exact", "f1")})
@@ -120,6 +134,24 @@ class Evaluator:
             metrics["eval_null_score_diff_threshold"] = self.null_threshold
         metrics.update({"eval_runtime": runtime, "eval_samples_per_second": len(self.features) / runtime})
         return metrics
+
+
+    def _scores(self, answers: dict, na_probs: dict | None) -> dict:
+        """Scores of one source; for several, each source's EM/F1 and their macro average (as MRQA reports)."""
+        parts = getattr(self.dataset, "parts", None)
+        if not parts:
+            return evaluate(self.dataset, answers, na_probs)
+        out, ems, f1s = {}, [], []
+        for part in parts:
+            name = Path(part.source).name.split(".")[0]
+            ids = {e.id for e in part.examples}
+            s = evaluate(part, {k: v for k, v in answers.items() if k in ids},
+                         {k: v for k, v in na_probs.items() if k in ids} if na_probs else None)
+            out[f"{name}_exact"], out[f"{name}_f1"] = s["exact"], s["f1"]
+            ems.append(s["exact"])
+            f1s.append(s["f1"])
+        out.update({"exact": sum(ems) / len(ems), "f1": sum(f1s) / len(f1s), "total": len(self.dataset)})
+        return out
 
 
 def prob_to_score_diff(p: float) -> float:
@@ -141,10 +173,9 @@ def train(settings: TrainSettings, command: str = "") -> dict:
     if main:
         log.info("precision: %s", describe(precision, acc.device))
     torch.manual_seed(optim.seed)
-    tokenizer = load_tokenizer(run.model)
+    model, tokenizer = _student(settings)
     train_set, dev_set = load_data(settings)
     allow_null = wants_null(settings, train_set, dev_set)
-    model = load_qa_model(run.model, run.overrides())
     if acc.device.type == "cpu" and main:
         changed = use_fast_cpu_training(model)
         if changed:
@@ -159,6 +190,7 @@ def train(settings: TrainSettings, command: str = "") -> dict:
     )
     scheduler = build_schedule(optimizer, optim.lr_scheduler_type, total, math.ceil(optim.warmup_ratio * total))
     scaler = torch.amp.GradScaler("cuda", init_scale=optim.loss_scale) if precision == "fp16" else None
+    objective = _objective(settings, features, tokenizer, acc, out, precision)
     model.train()  # from_pretrained returns eval mode: without this, dropout never acts
     model = acc.prepare_model(model)
     torch.manual_seed(optim.seed + acc.process_index)  # dropout streams differ by process
@@ -172,8 +204,7 @@ def train(settings: TrainSettings, command: str = "") -> dict:
     tracker = make_tracker(run.report_to, out, run.run_name or out.name, settings.to_dict()) if main else None
     hooks = _Hooks(acc, model, optimizer, scheduler, scaler, state, settings, out, evaluator, tracker)
     parts = LoopParts(
-        model, optimizer, scheduler, scaler, acc, features, tokenizer.pad_token_id or 0,
-        QALoss(input_names_for(tokenizer)), precision,
+        model, optimizer, scheduler, scaler, acc, features, tokenizer.pad_token_id or 0, objective, precision,
         hooks.evaluate, hooks.save, hooks.on_log,
     )
     if main:
@@ -194,6 +225,40 @@ def train(settings: TrainSettings, command: str = "") -> dict:
     if tracker:
         tracker.close()
     return results
+
+
+def _student(settings: TrainSettings):
+    """(model, tokenizer) to train: `--model`, or for distillation the teacher cut to `--student-layers`."""
+    run, distill = settings.run, settings.distill
+    if distill is not None and distill.student_layers:
+        model = load_qa_model(distill.teacher, run.overrides())
+        kept = shrink_layers(model, distill.student_layers)
+        log.info("student: %d of the teacher's layers %s", len(kept), kept)
+        return model, load_tokenizer(distill.teacher)
+    model, tokenizer = load_qa_model(run.model, run.overrides()), load_tokenizer(run.model)
+    if distill is not None:
+        check_same_tokenizer(load_tokenizer(distill.teacher), tokenizer)
+    return model, tokenizer
+
+
+def _objective(settings: TrainSettings, features, tokenizer, acc, out: Path, precision: str):
+    """The span loss, or for distillation the KD loss with the teacher's logits (cached once)."""
+    names = input_names_for(tokenizer)
+    distill = settings.distill
+    if distill is None:
+        return QALoss(names)
+    teacher = load_qa_model(distill.teacher).to(acc.device)
+    if not distill.cache_teacher_logits:
+        return DistillObjective(distill, names, features, teacher=teacher.eval())
+    folder = out / "teacher_logits"
+    if acc.is_main_process and not (folder / "teacher_end.npy").exists():
+        t0 = time.perf_counter()
+        out.mkdir(parents=True, exist_ok=True)
+        TeacherLogits.build(teacher, features, folder, names, tokenizer.pad_token_id or 0, precision,
+                            settings.optim.per_device_eval_batch_size)
+        log.info("teacher logits for %d windows cached in %s (%.0f s)", len(features), folder, time.perf_counter() - t0)
+    acc.wait_for_everyone()
+    return DistillObjective(distill, names, features, cache=TeacherLogits(folder))
 
 
 def _resume(out: Path, acc, model, optimizer, scheduler, scaler) -> TrainState:

@@ -1,0 +1,210 @@
+"""Prediction-layer distillation for readers: a loss plus a teacher, fed to the same training loop.
+
+Legend: B = batch, L = padded window length, T = temperature, w = distillation_loss_weight.
+
+    loss = w * T^2 * (KL(softmax(t_start/T) || softmax(s_start/T)) + KL(same for end)) / 2
+           + (1 - w) * span_loss(s_start, s_end, gold)
+
+The T^2 factor keeps the soft term's gradient on the scale of the hard term's as T changes (Hinton et
+al. 2015). Padded positions are excluded from every softmax. Worked example: teacher logits [2, 0],
+student [0, 0], T = 1: p = softmax(t) = [0.881, 0.119], q = [0.5, 0.5];
+KL(p || q) = 0.881 ln(0.881/0.5) + 0.119 ln(0.119/0.5) = 0.499 - 0.171 = 0.3278.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from spanqa.config import _f
+from spanqa.errors import SpanqaError
+from spanqa.models.reader_model import mask_padding, model_inputs, span_loss
+from spanqa.precision import autocast
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """What to distil from, and how hard."""
+
+    teacher: str = _f("", "the teacher reader: a folder from `spanqa train`, a hub QA model")
+    student_layers: int = _f(0, "make the student from the teacher, keeping N evenly spaced layers (0 = use --model)")
+    temperature: float = _f(1.5, "softmax temperature for the soft targets")
+    distillation_loss_weight: float = _f(0.75, "weight of the soft (teacher) loss; 1 - weight goes to the gold spans")
+    cache_teacher_logits: bool = _f(True, "run the teacher once and memory-map its logits (no teacher per epoch)")
+
+    def __post_init__(self) -> None:
+        if self.temperature <= 0:
+            raise SpanqaError(f"--temperature {self.temperature}: must be positive.")
+        if not 0 <= self.distillation_loss_weight <= 1:
+            raise SpanqaError(f"--distillation-loss-weight {self.distillation_loss_weight}: expected a number in [0, 1].")
+        if self.student_layers < 0:
+            raise SpanqaError(f"--student-layers {self.student_layers}: must be >= 0.")
+
+
+def kd_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float,
+            attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """[B] T^2 * KL(softmax(teacher/T) || softmax(student/T)) over the unpadded positions.
+
+    Args:
+        student, teacher: [B, L] logits.
+        attention_mask: [B, L], 0 at padding.
+    """
+    s = F.log_softmax(mask_padding(student, attention_mask) / temperature, dim=-1)
+    t = F.log_softmax(mask_padding(teacher, attention_mask) / temperature, dim=-1)
+    p = t.exp()
+    terms = torch.where(p > 0, p * (t - s), torch.zeros_like(p))  # 0 * log 0 = 0 at padding
+    return terms.sum(-1) * temperature**2
+
+
+def distill_loss(
+    start: torch.Tensor, end: torch.Tensor, t_start: torch.Tensor, t_end: torch.Tensor,
+    start_positions: torch.Tensor, end_positions: torch.Tensor, attention_mask: torch.Tensor | None,
+    temperature: float, weight: float,
+) -> torch.Tensor:
+    """[B] w * soft + (1 - w) * hard, each the mean of its start and end terms."""
+    soft = (kd_loss(start, t_start, temperature, attention_mask) + kd_loss(end, t_end, temperature, attention_mask)) / 2
+    if weight >= 1:
+        return soft
+    hard = span_loss(start, end, start_positions, end_positions, attention_mask)
+    return weight * soft + (1 - weight) * hard
+
+
+class TeacherLogits:
+    """Teacher start/end logits of every training window, computed once and memory-mapped.
+
+    Stored ragged like `Features` (flat [T] float16 arrays, same row_splits), so the cache costs
+    4 bytes per token and a batch gathers its rows without padding the whole set.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.start = np.load(folder / "teacher_start.npy", mmap_mode="r")
+        self.end = np.load(folder / "teacher_end.npy", mmap_mode="r")
+
+    @classmethod
+    def build(cls, teacher, features, folder: Path, input_names, pad_id: int, precision: str,
+              batch_size: int = 64) -> "TeacherLogits":
+        folder.mkdir(parents=True, exist_ok=True)
+        total = int(features.row_splits[-1])
+        start = np.lib.format.open_memmap(folder / ".teacher_start.npy", mode="w+", dtype=np.float16, shape=(total,))
+        end = np.lib.format.open_memmap(folder / ".teacher_end.npy", mode="w+", dtype=np.float16, shape=(total,))
+        device = next(teacher.parameters()).device
+        teacher.eval()
+        order = np.argsort(features.lengths, kind="stable")
+        with torch.inference_mode():
+            for i in range(0, len(order), batch_size):
+                rows = order[i : i + batch_size]
+                batch = features.pad(rows, pad_id)
+                with autocast(precision, device):
+                    out = teacher(**model_inputs(batch, input_names, device))
+                _scatter(start, out.start_logits, features, rows)
+                _scatter(end, out.end_logits, features, rows)
+        start.flush()
+        end.flush()
+        del start, end
+        for name in ("teacher_start.npy", "teacher_end.npy"):
+            (folder / f".{name}").replace(folder / name)
+        return cls(folder)
+
+    def gather(self, features, rows: np.ndarray, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """[b, width] teacher logits for `rows`, -inf at padding."""
+        return _gather(self.start, features, rows, width), _gather(self.end, features, rows, width)
+
+
+def _scatter(flat: np.ndarray, logits: torch.Tensor, features, rows: np.ndarray) -> None:
+    values = logits.float().cpu().numpy()
+    for j, r in enumerate(rows):
+        lo, hi = features.row_splits[r], features.row_splits[r + 1]
+        flat[lo:hi] = values[j, : hi - lo]
+
+
+def _gather(flat: np.ndarray, features, rows: np.ndarray, width: int) -> torch.Tensor:
+    out = np.full((len(rows), width), -np.inf, dtype=np.float32)
+    for j, r in enumerate(rows):
+        lo, hi = features.row_splits[r], features.row_splits[r + 1]
+        out[j, : hi - lo] = flat[lo:hi]
+    return torch.from_numpy(out)
+
+
+class DistillObjective:
+    """The loss the loop calls: student forward + teacher logits (cached or live) -> [b] loss."""
+
+    def __init__(self, config: DistillConfig, input_names, features, cache: TeacherLogits | None = None,
+                 teacher: torch.nn.Module | None = None) -> None:
+        if cache is None and teacher is None:
+            raise ValueError("DistillObjective needs cached teacher logits or a teacher model")
+        self.config, self.input_names, self.features = config, input_names, features
+        self.cache, self.teacher = cache, teacher
+
+    def __call__(self, model, batch) -> torch.Tensor:
+        device = next(model.parameters()).device
+        out = model(**model_inputs(batch, self.input_names, device))
+        labels = model_inputs(batch, ["start_positions", "end_positions", "attention_mask"], device)
+        t_start, t_end = self._teacher(batch, device, out.start_logits.shape[1])
+        return distill_loss(
+            out.start_logits, out.end_logits, t_start, t_end, labels["start_positions"], labels["end_positions"],
+            labels["attention_mask"], self.config.temperature, self.config.distillation_loss_weight,
+        )
+
+    def _teacher(self, batch, device, width: int):
+        if self.cache is not None:
+            t_start, t_end = self.cache.gather(self.features, batch["rows"], width)
+            return t_start.to(device), t_end.to(device)
+        with torch.no_grad():
+            out = self.teacher(**model_inputs(batch, self.input_names, device))
+        return out.start_logits.float(), out.end_logits.float()
+
+
+def layer_list(model) -> tuple[object, str, torch.nn.ModuleList]:
+    """(parent module, attribute, ModuleList) holding the encoder's transformer layers."""
+    base = getattr(model, model.base_model_prefix, model)
+    for parent_name, attr in (("encoder", "layer"), ("transformer", "layer")):
+        parent = getattr(base, parent_name, None)
+        layers = getattr(parent, attr, None) if parent is not None else None
+        if isinstance(layers, torch.nn.ModuleList):
+            return parent, attr, layers
+    raise SpanqaError(f"--student-layers: cannot find the transformer layers of a {type(model).__name__}.")
+
+
+def shrink_layers(model, keep: int) -> list[int]:
+    """Keep `keep` evenly spaced layers (first and last included), in place; returns their indices.
+
+    TinyRoBERTa keeps 6 of RoBERTa's 12 this way. Worked example: 6 layers, keep 3 -> [0, 2, 5].
+    """
+    parent, attr, layers = layer_list(model)
+    n = len(layers)
+    if not 1 <= keep <= n:
+        raise SpanqaError(f"--student-layers {keep}: the teacher has {n} layers; expected 1..{n}.")
+    chosen = sorted({int(round(i)) for i in np.linspace(0, n - 1, keep)})
+    setattr(parent, attr, torch.nn.ModuleList([layers[i] for i in chosen]))
+    for key in ("num_hidden_layers", "n_layers"):
+        if hasattr(model.config, key):
+            setattr(model.config, key, len(chosen))
+    return chosen
+
+
+def check_same_tokenizer(teacher_tok, student_tok) -> None:
+    """Teacher and student must cut text into the same windows: same vocabulary and special tokens.
+
+    Raises:
+        SpanqaError: the tokenizers differ (windows would not align token for token).
+    """
+    same = teacher_tok.get_vocab() == student_tok.get_vocab() and (
+        teacher_tok.cls_token_id, teacher_tok.sep_token_id, teacher_tok.pad_token_id
+    ) == (student_tok.cls_token_id, student_tok.sep_token_id, student_tok.pad_token_id)
+    if not same:
+        raise SpanqaError(
+            "teacher and student tokenizers differ, so their windows do not align token for token; "
+            "distil between models of the same tokenizer family (e.g. --student-layers N from the teacher)."
+        )
+
+
+def settings_dict(config: DistillConfig) -> dict:
+    return dataclasses.asdict(config)
