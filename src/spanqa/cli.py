@@ -145,33 +145,30 @@ def _data_parser(sub) -> None:
     s.set_defaults(func=cmd_data_stats)
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def _run_training(args: argparse.Namespace, extra: tuple = ()) -> int:
+    """`train` and `distill`: recipe + flags -> settings -> the one training loop."""
     from spanqa.train.config import load_recipe, resolve
     from spanqa.train.run import train
 
-    recipe = load_recipe(args.config) if args.config else {}
+    recipe = load_recipe(args.config, extra) if args.config else {}
     flags = {k: v for k, v in vars(args).items() if k not in ("config", "func", "command", "verbose")}
-    settings = resolve(recipe, flags)
-    results = train(settings, command="spanqa " + " ".join(sys.argv[1:]))
-    if results:
-        print(json.dumps(results))
-    return 0
-
-
-def cmd_distill(args: argparse.Namespace) -> int:
-    from spanqa.train.config import load_recipe, resolve
-    from spanqa.train.distill import DistillConfig
-    from spanqa.train.run import train
-
-    recipe = load_recipe(args.config, (DistillConfig,)) if args.config else {}
-    flags = {k: v for k, v in vars(args).items() if k not in ("config", "func", "command", "verbose")}
-    settings = resolve(recipe, flags, (DistillConfig,))
-    if not settings.distill.teacher:
+    settings = resolve(recipe, flags, extra)
+    if settings.distill is not None and not settings.distill.teacher:
         raise SpanqaError("--teacher is required: the reader to distil from.")
     results = train(settings, command="spanqa " + " ".join(sys.argv[1:]))
     if results:
         print(json.dumps(results))
     return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    return _run_training(args)
+
+
+def cmd_distill(args: argparse.Namespace) -> int:
+    from spanqa.train.distill import DistillConfig
+
+    return _run_training(args, (DistillConfig,))
 
 
 def _distill_parser(sub) -> None:
