@@ -35,7 +35,10 @@ def export_reader(model: str, fmt: str, quantize: str, output: str) -> Path:
         info = dict(reader.info) or {"data": {}, "decode": {}}
         if fmt == "onnx":
             onnx_path = export_onnx(reader.model, input_names_for(reader.tokenizer), Path(tmp) / ONNX_FILE)
-            (quantize_int8(onnx_path, stage / ONNX_FILE) if quantize == "int8" else shutil.copy(onnx_path, stage / ONNX_FILE))
+            if quantize == "int8":
+                quantize_int8(onnx_path, stage / ONNX_FILE)
+            else:
+                shutil.copy(onnx_path, stage / ONNX_FILE)
         else:
             reader.model.save_pretrained(stage, safe_serialization=True)
             info["default_precision"] = "int8"

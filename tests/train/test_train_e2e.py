@@ -158,3 +158,14 @@ def test_regression_training_runs_with_dropout_on(tiny_model, tmp_path, monkeypa
     assert main(train_args(tiny_model, tmp_path / "run", "--max-steps", "6", "--eval-data", V1,
                            "--eval-steps", "3", "--max-eval-samples", "20")) == 0
     assert seen and all(seen)  # also after the evaluation at step 3
+
+
+def test_several_eval_sources_are_scored_each_and_macro_averaged(tiny_model, tmp_path):
+    out = tmp_path / "multi"
+    mrqa = str(FIXTURES / "mrqa-drop-fixture.jsonl.gz")
+    assert main(["train", "--model", str(tiny_model), "--train-data", f"{V1},{mrqa}", "--eval-data", f"{V1},{mrqa}",
+                 "--output-dir", str(out), *SMALL, "--max-steps", "4", "--report-to", "none",
+                 "--max-eval-samples", "30"]) == 0
+    results = json.loads((out / "eval_results.json").read_text())
+    parts = [results["eval_squad-v1.1-dev-fixture_f1"], results["eval_mrqa-drop-fixture_f1"]]
+    assert results["eval_f1"] == pytest.approx(sum(parts) / 2)

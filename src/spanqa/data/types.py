@@ -60,12 +60,14 @@ class QADataset:
         source: where they came from (a path or a hub name), for messages.
         format: "squad", "mrqa", "jsonl" or "hf".
         version: the SQuAD version string when the source has one ("1.1", "v2.0"), else "".
+        parts: for data pooled from several sources, each source's own dataset (scored separately).
     """
 
     examples: list[Example]
     source: str
     format: str
     version: str = ""
+    parts: tuple["QADataset", ...] = ()
 
     def __len__(self) -> int:
         return len(self.examples)

@@ -95,10 +95,8 @@ def _pooled(spec: str, split: str, limit: int) -> QADataset:
     if len(parts) == 1:
         return parts[0]
     formats = {p.format for p in parts}
-    pooled = QADataset([e for p in parts for e in p.examples], spec, formats.pop() if len(formats) == 1 else "jsonl",
-                       next((p.version for p in parts if p.version), ""))
-    object.__setattr__(pooled, "parts", parts)
-    return pooled
+    return QADataset([e for p in parts for e in p.examples], spec, formats.pop() if len(formats) == 1 else "jsonl",
+                     next((p.version for p in parts if p.version), ""), tuple(parts))
 
 
 def wants_null(settings: TrainSettings, train: QADataset, dev: QADataset | None) -> bool:
@@ -138,12 +136,12 @@ class Evaluator:
 
     def _scores(self, answers: dict, na_probs: dict | None) -> dict:
         """Scores of one source; for several, each source's EM/F1 and their macro average (as MRQA reports)."""
-        parts = getattr(self.dataset, "parts", None)
+        parts = self.dataset.parts
         if not parts:
             return evaluate(self.dataset, answers, na_probs)
         out, ems, f1s = {}, [], []
         for part in parts:
-            name = Path(part.source).name.split(".")[0]
+            name = source_name(part.source)
             ids = {e.id for e in part.examples}
             s = evaluate(part, {k: v for k, v in answers.items() if k in ids},
                          {k: v for k, v in na_probs.items() if k in ids} if na_probs else None)
@@ -152,6 +150,14 @@ class Evaluator:
             f1s.append(s["f1"])
         out.update({"exact": sum(ems) / len(ems), "f1": sum(f1s) / len(f1s), "total": len(self.dataset)})
         return out
+
+
+def source_name(source: str) -> str:
+    """A data source's short name for metric keys: `mrqa/dev/SQuAD.jsonl.gz` -> `SQuAD`."""
+    name = Path(source).name
+    for suffix in (".gz", ".jsonl", ".json"):
+        name = name.removesuffix(suffix)
+    return name
 
 
 def prob_to_score_diff(p: float) -> float:
