@@ -25,3 +25,15 @@ def best_of(fn, repeats: int = 3):
 def report(figures: dict) -> None:
     """Print the figures as the last line: one JSON object."""
     print(json.dumps(figures))
+
+
+def spanqa_train(**settings) -> dict:
+    """Run `spanqa train` in-process on SQuAD v1.1 train with minilm-l6; returns its results plus wall_s."""
+    from spanqa.train.config import resolve
+    from spanqa.train.run import train
+
+    base = {"model": "minilm-l6", "train_data": str(SQUAD_V1_TRAIN), "save_steps": 0, "report_to": "none"}
+    t0 = time.perf_counter()
+    results = train(resolve({}, {**base, **settings}))
+    results["wall_s"] = time.perf_counter() - t0
+    return results

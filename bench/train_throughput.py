@@ -11,13 +11,12 @@ Usage: python bench/train_throughput.py [--windows 1000] [--batch-size 8]
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
 
 import torch
-from _common import SQUAD_V1_TRAIN, report
+from _common import SQUAD_V1_TRAIN, report, spanqa_train
 from _flops import encoder_train_flops, matmul_rate, nonembedding_params
 from _runqa import reference_features, runqa_trainer, train_columns
 
@@ -35,18 +34,8 @@ def questions_for(examples, tokenizer, n_windows: int) -> int:
 
 
 def run_spanqa(n_questions: int, batch: int, out: str) -> dict:
-    from spanqa.train.config import resolve
-    from spanqa.train.run import train
-
-    settings = resolve({}, {
-        "model": "minilm-l6", "train_data": str(SQUAD_V1_TRAIN), "max_train_samples": n_questions,
-        "output_dir": out, "per_device_train_batch_size": batch, "num_train_epochs": 1.0,
-        "learning_rate": 3e-5, "save_steps": 0, "report_to": "none", "logging_steps": 25,
-    })
-    t0 = time.perf_counter()
-    results = train(settings)
-    results["wall_s"] = time.perf_counter() - t0
-    return results
+    return spanqa_train(max_train_samples=n_questions, output_dir=out, per_device_train_batch_size=batch,
+                        num_train_epochs=1.0, learning_rate=3e-5, logging_steps=25)
 
 
 def run_trainer(dataset, batch: int, bf16: bool, out: str) -> dict:
