@@ -228,11 +228,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_ask(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from spanqa.data.io import read_text
     from spanqa.display import answers_table, highlight
 
     if (args.context is None) == (args.context_file is None):
         raise SpanqaError("give the passage with exactly one of --context TEXT or --context-file FILE.")
-    context = args.context if args.context is not None else _read_context(Path(args.context_file))
+    context = args.context if args.context is not None else read_text(Path(args.context_file))
     if not context.strip() or not args.question.strip():
         raise SpanqaError("the question and the context must not be empty.")
     answers = _load_reader(args).answer(args.question, context, top_k=args.top_k)
@@ -241,12 +242,6 @@ def cmd_ask(args: argparse.Namespace) -> int:
     print()
     print(highlight(context, best.start, best.end, color=sys.stdout.isatty() and not args.no_color))
     return 0
-
-
-def _read_context(path) -> str:
-    from spanqa.data.io import read_text
-
-    return read_text(path)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -122,12 +122,9 @@ class Reader:
 
     def predict(self, examples: list[Example], progress=None) -> list[Prediction]:
         """Decoded predictions for `examples`, in input order (what `spanqa predict` writes)."""
-        decode = self.decode
-        if decode.n_best_size < 1:
-            raise SpanqaError("n_best_size must be at least 1.")
         features = build_features(examples, self.tokenizer, self.data)
         preds = predict_features(
-            self.model, features, examples, decode, self.allow_null, input_names_for(self.tokenizer),
+            self.model, features, examples, self.decode, self.allow_null, input_names_for(self.tokenizer),
             self.tokenizer.pad_token_id or 0, self.batch_size, self.autocast_precision, progress,
         )
         by_id = {p.id: p for p in preds}

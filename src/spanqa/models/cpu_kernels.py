@@ -27,7 +27,7 @@ def keep_mask(shape: torch.Size, p: float, device: torch.device) -> torch.Tensor
     return (lanes & (LANE_LEVELS - 1)) >= int(round(p * LANE_LEVELS))
 
 
-def dropout(x: torch.Tensor, p: float) -> torch.Tensor:
+def fast_dropout(x: torch.Tensor, p: float) -> torch.Tensor:
     """Inverted dropout with `keep_mask` (training only; callers check)."""
     if p <= 0:
         return x
@@ -42,7 +42,7 @@ class FastDropout(torch.nn.Module):
         self.p = p
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return dropout(x, self.p) if self.training else x
+        return fast_dropout(x, self.p) if self.training else x
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
@@ -71,7 +71,7 @@ def attention(module, query, key, value, attention_mask, dropout: float = 0.0, s
         else:
             scores = scores + attention_mask[..., : key.shape[-2]]
     probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
-    probs = globals()["dropout"](probs, dropout)
+    probs = fast_dropout(probs, dropout)
     return torch.matmul(probs, value).transpose(1, 2).contiguous(), None
 
 

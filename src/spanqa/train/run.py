@@ -24,6 +24,7 @@ from spanqa.models.hub import load_tokenizer
 from spanqa.models.cpu_kernels import use_fast_cpu_training
 from spanqa.models.reader_model import load_qa_model, model_inputs, quiet_transformers, span_loss
 from spanqa.precision import describe, resolve_precision
+from spanqa.reader import READER_FILE
 from spanqa.train import outputs
 from spanqa.train.checkpoint import list_checkpoints, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from spanqa.train.config import TrainSettings
@@ -33,7 +34,6 @@ from spanqa.train.optim import build_optimizer, build_schedule
 from spanqa.train.tracking import check_tracker, make_tracker
 
 log = logging.getLogger(__name__)
-READER_FILE = "spanqa_reader.json"
 RUN_FILE = "spanqa_train_config.json"
 
 
