@@ -100,3 +100,13 @@ def test_tiny_distillation_run_lowers_the_kl(tiny_model, tmp_path):
     assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3])  # the soft (KL) loss falls
     assert (student / "teacher_logits" / "teacher_start.npy").exists()
     assert json.loads((student / "config.json").read_text())["num_hidden_layers"] == 1
+
+
+def test_weight_zero_trains_the_student_on_gold_spans_without_running_the_teacher(tiny_model, tmp_path):
+    """The non-distilled baseline: the same student, the same loop, the span loss only."""
+    student = tmp_path / "student"
+    assert main(["distill", "--teacher", str(tiny_model), "--student-layers", "1", "--output-dir", str(student),
+                 "--max-steps", "2", "--distillation-loss-weight", "0", "--train-data", V1, "--max-seq-length",
+                 "128", "--doc-stride", "32", "--report-to", "none", "--precision", "fp32"]) == 0
+    assert not (student / "teacher_logits").exists()
+    assert (student / "model.safetensors").exists()

@@ -251,7 +251,9 @@ def _objective(settings: TrainSettings, features, tokenizer, acc, out: Path, pre
     """The span loss, or for distillation the KD loss with the teacher's logits (cached once)."""
     names = input_names_for(tokenizer)
     distill = settings.distill
-    if distill is None:
+    if distill is None or distill.distillation_loss_weight == 0:
+        if distill is not None:
+            log.info("distillation_loss_weight 0: the student trains on the gold spans only (no teacher run)")
         return QALoss(names)
     teacher = load_qa_model(distill.teacher).to(acc.device)
     if not distill.cache_teacher_logits:
