@@ -83,7 +83,9 @@ class OptimConfig:
     eval_steps: int = _f(0, "evaluate every N steps (0 = only at the end)")
     save_steps: int = _f(500, "checkpoint every N steps (0 = only at the end)")
     save_total_limit: int = _f(2, "keep the last K checkpoints")
-    metric_for_best_model: str = _f("f1", "eval metric that picks the best checkpoint (f1, exact, best_f1)")
+    metric_for_best_model: str = _f(
+        "", "eval metric that picks the best checkpoint (f1, exact, best_f1, accuracy, loss...; "
+        "default: the task's own: f1 for readers, accuracy for classification, loss for pretraining)")
 
     def __post_init__(self) -> None:
         checks = [

@@ -111,22 +111,22 @@ def write_card(output_dir: Path, text: str) -> None:
     write_text_atomic(output_dir / "README.md", text)
 
 
-def plot_curves(output_dir: Path, log_history: list[dict]) -> Path | None:
-    """training_curves.png: loss, learning rate and eval F1 over optimizer steps."""
+def plot_curves(output_dir: Path, log_history: list[dict], eval_key: str = "eval_f1") -> Path | None:
+    """training_curves.png: loss, learning rate and the main eval metric over optimizer steps."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     train = [r for r in log_history if "loss" in r]
-    evals = [r for r in log_history if "eval_f1" in r]
+    evals = [r for r in log_history if eval_key in r]
     if not train:
         return None
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     panels = [
         (axes[0], train, "loss", "training loss"),
         (axes[1], train, "learning_rate", "learning rate"),
-        (axes[2], evals, "eval_f1", "eval F1"),
+        (axes[2], evals, eval_key, eval_key.replace("_", " ")),
     ]
     for ax, rows, key, title in panels:
         ax.plot([r["step"] for r in rows], [r[key] for r in rows], marker="o" if len(rows) < 30 else None)

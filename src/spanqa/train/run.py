@@ -10,6 +10,7 @@ import os
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -167,36 +168,78 @@ def prob_to_score_diff(p: float) -> float:
 
 
 def train(settings: TrainSettings, command: str = "") -> dict:
-    """Run `spanqa train` end to end; returns all_results."""
-    from accelerate import Accelerator
-
+    """Run `spanqa train` (or `spanqa distill`) end to end; returns all_results."""
     out = check_output_dir(settings)
     check_tracker(settings.run.report_to)
-    optim, run = settings.optim, settings.run
-    acc = Accelerator(cpu=not torch.cuda.is_available())
-    precision = resolve_precision(optim.precision, acc.device)
-    main = acc.is_main_process
-    if main:
-        log.info("precision: %s", describe(precision, acc.device))
-    torch.manual_seed(optim.seed)
+    acc, precision = start(settings)
     model, tokenizer = _student(settings)
     train_set, dev_set = load_data(settings)
     allow_null = wants_null(settings, train_set, dev_set)
-    if acc.device.type == "cpu" and main:
-        changed = use_fast_cpu_training(model)
-        if changed:
-            log.info("CPU training kernels: faster dropout masks for %s", " and ".join(changed))
-    elif acc.device.type == "cpu":
-        use_fast_cpu_training(model)
     features = build_features(train_set.examples, tokenizer, settings.data)
-    steps_per_epoch, total = plan_steps(len(features), optim, acc.num_processes)
+    objective = _objective(settings, features, tokenizer, acc, out, precision)
+    evaluator = Evaluator(dev_set, tokenizer, settings, allow_null, precision) if dev_set and acc.is_main_process else None
+    s = settings.to_dict()
+    s["version_2_with_negative"] = "true" if allow_null else "false"
+    task = Task(
+        model, tokenizer, features, objective, evaluator, len(train_set),
+        save=lambda folder, m, last_eval: _save_reader(folder, m, tokenizer, settings, allow_null, evaluator, last_eval),
+        card=lambda name, hparams, train_m, eval_m: outputs.model_card(name, s, hparams, train_m, eval_m, command),
+    )
+    return fit(settings, acc, precision, task, out)
+
+
+@dataclass
+class Task:
+    """What differs between fine-tuning a reader, classification and pretraining; `fit` does the rest.
+
+    Attributes:
+        data: training windows, `Features`-like (`lengths`, `len()`, `pad(rows, pad_id, multiple_of)`).
+        objective: loss_fn(model, batch) -> [b] per-window loss.
+        evaluator: evaluator(model) -> {"eval_...": value} (None: no evaluation); its `main_metric` names
+            the default metric for picking the best checkpoint, and `greater_is_better` its direction.
+        n_examples: training examples (questions, sentences, documents) behind `data`.
+        save: save(folder, model, last eval metrics) writes the final model folder.
+        card: card(name, hyperparameters, train metrics, eval metrics) -> the README.md text.
+    """
+
+    model: torch.nn.Module
+    tokenizer: object
+    data: object
+    objective: object
+    evaluator: object
+    n_examples: int
+    save: object
+    card: object
+
+
+def start(settings: TrainSettings):
+    """(Accelerator, resolved precision), with the seed set for new weights."""
+    from accelerate import Accelerator
+
+    acc = Accelerator(cpu=not torch.cuda.is_available())
+    precision = resolve_precision(settings.optim.precision, acc.device)
+    if acc.is_main_process:
+        log.info("precision: %s", describe(precision, acc.device))
+    torch.manual_seed(settings.optim.seed)
+    return acc, precision
+
+
+def fit(settings: TrainSettings, acc, precision: str, task: Task, out: Path) -> dict:
+    """The part every task shares: optimizer, schedule, resume, the loop, checkpoints and outputs."""
+    optim, run = settings.optim, settings.run
+    main = acc.is_main_process
+    model = task.model
+    if acc.device.type == "cpu":
+        changed = use_fast_cpu_training(model)
+        if changed and main:
+            log.info("CPU training kernels: faster dropout masks for %s", " and ".join(changed))
+    steps_per_epoch, total = plan_steps(len(task.data), optim, acc.num_processes)
     optimizer = build_optimizer(
         model, optim.optimizer, optim.learning_rate, optim.weight_decay, (optim.adam_beta1, optim.adam_beta2),
         optim.adam_epsilon, optim.lamb_bias_correction,
     )
     scheduler = build_schedule(optimizer, optim.lr_scheduler_type, total, math.ceil(optim.warmup_ratio * total))
     scaler = torch.amp.GradScaler("cuda", init_scale=optim.loss_scale) if precision == "fp16" else None
-    objective = _objective(settings, features, tokenizer, acc, out, precision)
     model.train()  # from_pretrained returns eval mode: without this, dropout never acts
     model = acc.prepare_model(model)
     torch.manual_seed(optim.seed + acc.process_index)  # dropout streams differ by process
@@ -206,27 +249,27 @@ def train(settings: TrainSettings, command: str = "") -> dict:
     elif main:
         out.mkdir(parents=True, exist_ok=True)
     acc.wait_for_everyone()
-    evaluator = Evaluator(dev_set, tokenizer, settings, allow_null, precision) if dev_set and main else None
     tracker = make_tracker(run.report_to, out, run.run_name or out.name, settings.to_dict()) if main else None
-    hooks = _Hooks(acc, model, optimizer, scheduler, scaler, state, settings, out, evaluator, tracker)
+    hooks = _Hooks(acc, model, optimizer, scheduler, scaler, state, settings, out, task.evaluator, tracker)
     parts = LoopParts(
-        model, optimizer, scheduler, scaler, acc, features, tokenizer.pad_token_id or 0, objective, precision,
-        hooks.evaluate, hooks.save, hooks.on_log,
+        model, optimizer, scheduler, scaler, acc, task.data, task.tokenizer.pad_token_id or 0, task.objective,
+        precision, hooks.evaluate, hooks.save, hooks.on_log,
     )
     if main:
         log.info(
-            "training %s on %d windows (%d questions): %d steps, %d per epoch, %d process(es)",
-            run.model, len(features), len(train_set), total, steps_per_epoch, acc.num_processes,
+            "training %s on %d sequences (%d examples): %d steps, %d per epoch, %d process(es)",
+            run.model, len(task.data), task.n_examples, total, steps_per_epoch, acc.num_processes,
         )
     with _progress(main, total, state.step) as bar:
         outcome = train_loop(parts, optim, state, bar)
     if outcome != "done":
         if main:
             print(f"spanqa: stopped by {outcome} after step {state.step}; checkpoint saved in {out}. "
-                  f"Resume with: spanqa train --resume --output-dir {out} (and the same settings).", file=sys.stderr)
+                  f"Resume with: spanqa {sys.argv[1] if len(sys.argv) > 1 else 'train'} --resume --output-dir {out} "
+                  "(and the same settings).", file=sys.stderr)
         acc.wait_for_everyone()
         return {}
-    results = hooks.finish(tokenizer, allow_null, len(train_set), len(features), command, precision) if main else {}
+    results = hooks.finish(task, precision) if main else {}
     acc.wait_for_everyone()
     if tracker:
         tracker.close()
@@ -296,7 +339,9 @@ class _Hooks:
             self.last_eval = metrics
             self.state.log_history.append({"step": step, **metrics})
             self.on_log({"step": step, **metrics})
-            log.info("step %d: eval EM %.2f F1 %.2f", step, metrics["eval_exact_match"], metrics["eval_f1"])
+            key = self._metric_key()
+            log.info("step %d: %s", step, "  ".join(
+                f"{k[5:]} {metrics[k]:.4g}" for k in dict.fromkeys(("eval_exact_match", "eval_f1", key)) if k in metrics))
             if self._improved(metrics):
                 self.state.best_metric = metrics[self._metric_key()]
                 self.state.best_checkpoint = f"checkpoint-{step}"
@@ -305,12 +350,15 @@ class _Hooks:
             self.save(step)
 
     def _metric_key(self) -> str:
-        name = self.settings.optim.metric_for_best_model
+        name = self.settings.optim.metric_for_best_model or getattr(self.evaluator, "main_metric", "f1")
         return name if name.startswith("eval_") else f"eval_{'exact_match' if name == 'exact' else name}"
 
     def _improved(self, metrics: dict) -> bool:
-        value = metrics.get(self._metric_key())
-        return value is not None and (self.state.best_metric is None or value > self.state.best_metric)
+        value, best = metrics.get(self._metric_key()), self.state.best_metric
+        if value is None:
+            return False
+        lower_is_better = self._metric_key().endswith("loss")
+        return best is None or (value < best if lower_is_better else value > best)
 
     def save(self, step: int) -> None:
         states = self._gather_rng()
@@ -329,8 +377,8 @@ class _Hooks:
         torch.distributed.all_gather_object(gathered, rng_state())
         return gathered
 
-    def finish(self, tokenizer, allow_null, n_questions, n_windows, command, precision) -> dict:
-        """Final evaluation, best weights, the reader folder, results, card and curves."""
+    def finish(self, task: Task, precision: str) -> dict:
+        """Final evaluation, best weights, the model folder, results, card and curves."""
         model = self.acc.unwrap_model(self.model)
         if self.evaluator is not None:
             self.evaluate(self.state.step)
@@ -340,23 +388,22 @@ class _Hooks:
                 best = self.out / self.state.best_checkpoint / "model.safetensors"
                 model.load_state_dict(load_file(str(best)), strict=False)
                 best_step = int(self.state.best_checkpoint.split("-")[1])
-                best_eval = next(r for r in reversed(self.state.log_history) if r["step"] == best_step and "eval_f1" in r)
+                key = self._metric_key()
+                best_eval = next(r for r in reversed(self.state.log_history) if r["step"] == best_step and key in r)
                 self.last_eval = {k: v for k, v in best_eval.items() if k != "step"}
-        _save_reader(self.out, model, tokenizer, self.settings, allow_null, self.evaluator, self.last_eval)
-        train_metrics = self._train_metrics(n_windows, n_questions)
+        task.save(self.out, model, self.last_eval)
+        train_metrics = self._train_metrics(len(task.data), task.n_examples)
         eval_metrics = {k: v for k, v in self.last_eval.items() if not k.startswith("eval_HasAns_total")}
         eval_metrics = {"epoch": train_metrics["epoch"], **eval_metrics} if eval_metrics else {}
         outputs.write_results(self.out, train_metrics, eval_metrics)
-        s = self.settings.to_dict()
-        s["version_2_with_negative"] = "true" if allow_null else "false"
-        hparams = outputs.hyperparameters(s, self.acc.num_processes, precision, self.acc.device.type)
+        hparams = outputs.hyperparameters(self.settings.to_dict(), self.acc.num_processes, precision, self.acc.device.type)
         name = self.settings.run.run_name or self.out.name
-        outputs.write_card(self.out, outputs.model_card(name, s, hparams, train_metrics, eval_metrics, command))
-        outputs.plot_curves(self.out, self.state.log_history)
+        outputs.write_card(self.out, task.card(name, hparams, train_metrics, eval_metrics))
+        outputs.plot_curves(self.out, self.state.log_history, self._metric_key())
         write_json_atomic(self.out / "trainer_state.json", self.state.to_dict())
         return {**train_metrics, **eval_metrics}
 
-    def _train_metrics(self, n_windows: int, n_questions: int) -> dict:
+    def _train_metrics(self, n_windows: int, n_examples: int) -> dict:
         st = self.state
         steps_per_epoch, _ = plan_steps(n_windows, self.settings.optim, self.acc.num_processes)
         return {
@@ -364,7 +411,7 @@ class _Hooks:
             "train_loss": st.loss_sum / max(st.windows_seen, 1),
             "train_runtime": st.train_seconds,
             "train_samples": n_windows,
-            "train_questions": n_questions,
+            "train_examples": n_examples,
             "train_samples_per_second": st.windows_seen / max(st.train_seconds, 1e-9),
             "train_steps_per_second": st.step / max(st.train_seconds, 1e-9),
             "total_steps": st.step,
