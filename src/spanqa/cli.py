@@ -66,6 +66,19 @@ def cmd_data_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_contexts(args: argparse.Namespace) -> int:
+    from spanqa.data import load_examples
+    from spanqa.data.io import write_text_atomic
+    from spanqa.data.text import split_sentences
+
+    contexts = list(dict.fromkeys(e.context for e in load_examples(args.data, args.split).examples))
+    docs = [split_sentences(c) for c in contexts]
+    text = "\n\n".join("\n".join(d) for d in docs if d) + "\n"
+    write_text_atomic(args.output, text)
+    print(f"{args.output}: {len(contexts)} contexts, {sum(map(len, docs))} sentences, {len(text.split())} words")
+    return 0
+
+
 QUICKSTART = {
     "model": "minilm-l6",
     "train_data": "asset:squad-v1.1-train-sample.json.gz",
@@ -143,19 +156,31 @@ def _data_parser(sub) -> None:
     _repair_flag(s)
     add_dataclass_args(s, DataConfig)
     s.set_defaults(func=cmd_data_stats)
+    c = data_sub.add_parser("contexts", help="write the distinct contexts of QA data as a pretraining corpus")
+    c.add_argument("data", help="any source `spanqa evaluate` reads")
+    c.add_argument("--output", required=True, help="text file: one sentence per line, a blank line between contexts")
+    c.add_argument("--split", default="train", help="split of a hub or saved dataset (default: train)")
+    c.set_defaults(func=cmd_data_contexts)
 
 
-def _run_training(args: argparse.Namespace, extra: tuple = ()) -> int:
-    """`train` and `distill`: recipe + flags -> settings -> the one training loop."""
+def _run_training(args: argparse.Namespace, extra: tuple = (), runner: str = "train") -> int:
+    """`train`, `distill` and `pretrain`: recipe + flags -> settings -> the one training loop."""
     from spanqa.train.config import load_recipe, resolve
-    from spanqa.train.run import train
 
     recipe = load_recipe(args.config, extra) if args.config else {}
     flags = {k: v for k, v in vars(args).items() if k not in ("config", "func", "command", "verbose")}
     settings = resolve(recipe, flags, extra)
     if settings.distill is not None and not settings.distill.teacher:
         raise SpanqaError("--teacher is required: the reader to distil from.")
-    results = train(settings, command="spanqa " + " ".join(sys.argv[1:]))
+    command = "spanqa " + " ".join(sys.argv[1:])
+    if runner == "pretrain":
+        from spanqa.train.pretrain import pretrain
+
+        results = pretrain(settings, command=command)
+    else:
+        from spanqa.train.run import train
+
+        results = train(settings, command=command)
     if results:
         print(json.dumps(results))
     return 0
@@ -169,6 +194,24 @@ def cmd_distill(args: argparse.Namespace) -> int:
     from spanqa.train.distill import DistillConfig
 
     return _run_training(args, (DistillConfig,))
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from spanqa.train.pretrain import PretrainConfig
+
+    return _run_training(args, (PretrainConfig,), runner="pretrain")
+
+
+def _pretrain_parser(sub) -> None:
+    from spanqa.train.config import OptimConfig, RunConfig
+    from spanqa.train.pretrain import PretrainConfig
+
+    p = sub.add_parser("pretrain", help="pretrain an encoder: masked LM (+ next-sentence prediction), LAMB, phases")
+    p.add_argument("--config", help="YAML recipe: a flat mapping of the settings below")
+    p.add_argument("--max-seq-length", type=int, default=None, help="tokens per sequence, special tokens included (default: 384; phase 1 of BERT: 128, phase 2: 512)")
+    for cls in (PretrainConfig, RunConfig, OptimConfig):
+        add_dataclass_args(p, cls, default_none=True)
+    p.set_defaults(func=cmd_pretrain)
 
 
 def _distill_parser(sub) -> None:
@@ -333,7 +376,7 @@ def _quickstart_parser(sub) -> None:
 
 
 SUBCOMMANDS: list[Callable] = [
-    _quickstart_parser, _train_parser, _distill_parser, _evaluate_parser, _predict_parser, _ask_parser, _serve_parser, _export_parser,
+    _quickstart_parser, _train_parser, _distill_parser, _pretrain_parser, _evaluate_parser, _predict_parser, _ask_parser, _serve_parser, _export_parser,
     _data_parser,
 ]
 

@@ -116,12 +116,17 @@ class TrainSettings:
     optim: OptimConfig
     data: DataConfig
     decode: DecodeConfig
-    distill: Any = None  # a DistillConfig for `spanqa distill`
+    extra: Any = None  # the command's own config: DistillConfig (`distill`), PretrainConfig (`pretrain`)...
+
+    @property
+    def distill(self) -> Any:
+        """The DistillConfig of a `spanqa distill` run, else None."""
+        return self.extra if hasattr(self.extra, "teacher") else None
 
     def to_dict(self) -> dict[str, Any]:
         """Flat {field: value}, the shape of a recipe."""
         out: dict[str, Any] = {}
-        for part in (self.run, self.optim, self.data, self.decode, self.distill):
+        for part in (self.run, self.optim, self.data, self.decode, self.extra):
             if part is not None:
                 out.update(dataclasses.asdict(part))
         return out

@@ -1,0 +1,483 @@
+"""`spanqa pretrain`: masked-language-model pretraining (+ next-sentence prediction) on the shared loop.
+
+Legend: N = sequences, B = batch, L = padded length, M = masked tokens in a batch, V = vocabulary.
+
+Sequences are built once per run from the tokenized corpus (`spanqa.data.text`, cached as Arrow):
+- with NSP (BERT): sentence pairs cut from one document, with the second segment taken from a random
+  other document half of the time (label 1), as in BERT's create_pretraining_data: a target length of
+  max_seq_length minus the special tokens (a random shorter one with probability short_seq_prob),
+  segment A = the first 1..n-1 sentences of a chunk, the longer segment trimmed at a random end.
+- without NSP (RoBERTa's full sentences): documents concatenated with a separator token and packed into
+  full-length sequences, so no position is spent on padding.
+Masks are drawn per batch (`spanqa.train.masking`), never stored. The vocabulary projection runs only on
+the masked positions ([M, V] logits instead of [B, L, V]), which BERT's own pretraining code also does.
+
+The per-sequence loss handed to the loop is scaled so that a batch's sum equals the mean cross-entropy
+over its masked tokens (as `BertForPreTraining` computes it) plus the mean NSP loss.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from spanqa.config import _f
+from spanqa.data.text import TokenizedCorpus, tokenize_corpus
+from spanqa.errors import SpanqaError
+from spanqa.features import PairTemplate, plain_backend
+from spanqa.models.hub import load_tokenizer, resolve_model_path
+from spanqa.models.reader_model import quiet_transformers
+from spanqa.precision import autocast
+from spanqa.train.masking import IGNORE, mask_tokens
+
+log = logging.getLogger(__name__)
+PRETRAIN_FILE = "spanqa_pretrain.json"
+INITS = ("random", "pretrained")
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """What to pretrain and how to mask."""
+
+    init_weights: str = _f("random", "random: a new model from --model's config (phase 1, from scratch); "
+                                     "pretrained: start from --model's weights (phase 2 from phase 1's output)")
+    tokenizer: str = _f("", "tokenizer folder, alias or hub name (default: --model's)")
+    next_sentence_prediction: bool = _f(True, "sentence pairs with the NSP head (BERT); false packs documents "
+                                              "into full sequences (RoBERTa)")
+    mlm_probability: float = _f(0.15, "share of tokens predicted (80% [MASK], 10% random, 10% unchanged)")
+    whole_word_masking: bool = _f(False, "mask all tokens of a word together")
+    short_seq_prob: float = _f(0.1, "NSP: share of pairs cut to a random shorter length (as BERT)")
+    cache_dir: str = _f("", "where tokenized corpora are cached as Arrow (default: $SPANQA_CACHE or ~/.cache/spanqa)")
+
+    def __post_init__(self) -> None:
+        if self.init_weights not in INITS:
+            raise SpanqaError(f"--init-weights {self.init_weights}: expected one of {', '.join(INITS)}.")
+        if not 0 < self.mlm_probability < 1:
+            raise SpanqaError(f"--mlm-probability {self.mlm_probability}: expected a number in (0, 1).")
+        if not 0 <= self.short_seq_prob <= 1:
+            raise SpanqaError(f"--short-seq-prob {self.short_seq_prob}: expected a number in [0, 1].")
+
+    def cache_folder(self) -> Path:
+        return Path(self.cache_dir or os.environ.get("SPANQA_CACHE") or Path.home() / ".cache" / "spanqa").expanduser() / "tokenized"
+
+
+@dataclass(frozen=True)
+class Sequences:
+    """Pretraining sequences, ragged: flat per-token arrays cut by `offsets` [N + 1]."""
+
+    ids: np.ndarray
+    types: np.ndarray
+    special: np.ndarray
+    word_start: np.ndarray
+    offsets: np.ndarray
+    nsp_label: np.ndarray  # [N], IGNORE without NSP
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def pad(self, rows, pad_id: int, multiple_of: int = 1) -> dict[str, np.ndarray]:
+        """A padded batch of `rows`: input_ids, token_type_ids, attention_mask, special_tokens_mask, word_start,
+        next_sentence_label."""
+        rows = np.asarray(rows)
+        lengths = self.lengths[rows]
+        width = int(-(-lengths.max() // multiple_of) * multiple_of)
+        out = {"input_ids": np.full((len(rows), width), pad_id, np.int64),
+               "token_type_ids": np.zeros((len(rows), width), np.int64),
+               "attention_mask": np.zeros((len(rows), width), np.int64),
+               "special_tokens_mask": np.ones((len(rows), width), bool),
+               "word_start": np.zeros((len(rows), width), bool),
+               "next_sentence_label": self.nsp_label[rows].astype(np.int64)}
+        for i, (r, n) in enumerate(zip(rows, lengths)):
+            lo = self.offsets[r]
+            out["input_ids"][i, :n] = self.ids[lo : lo + n]
+            out["token_type_ids"][i, :n] = self.types[lo : lo + n]
+            out["attention_mask"][i, :n] = 1
+            out["special_tokens_mask"][i, :n] = self.special[lo : lo + n]
+            out["word_start"][i, :n] = self.word_start[lo : lo + n]
+        return out
+
+
+class _Builder:
+    """Collects sequences as (prefix, parts..., suffix) pieces and flattens them once."""
+
+    def __init__(self) -> None:
+        self.pieces: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        self.lengths: list[int] = []
+        self.labels: list[int] = []
+
+    def add(self, segments: list[tuple[np.ndarray, np.ndarray, int, bool]], label: int) -> None:
+        """segments: (ids, word_start, token type, is_special) in order."""
+        total = 0
+        for ids, starts, type_id, special in segments:
+            self.pieces.append((ids, starts, np.full(len(ids), type_id, np.int8), np.full(len(ids), special)))
+            total += len(ids)
+        self.lengths.append(total)
+        self.labels.append(label)
+
+    def build(self) -> Sequences:
+        if not self.lengths:
+            raise SpanqaError("the corpus gave no training sequences (is it empty, or are its sentences empty?).")
+        cat = lambda i, dtype: np.concatenate([p[i] for p in self.pieces]).astype(dtype)  # noqa: E731
+        offsets = np.concatenate([[0], np.cumsum(self.lengths)]).astype(np.int64)
+        return Sequences(cat(0, np.int32), cat(2, np.int8), cat(3, bool), cat(1, bool), offsets,
+                         np.asarray(self.labels, dtype=np.int64))
+
+
+def _special(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, bool]:
+    return ids, np.ones(len(ids), bool), 0, True
+
+
+def single_template(tokenizer) -> tuple[np.ndarray, np.ndarray]:
+    """(prefix, suffix) special tokens around one sequence, read off the tokenizer ([CLS] x [SEP] for BERT)."""
+    enc = plain_backend(tokenizer).encode("a", add_special_tokens=True)
+    inside = [i for i, s in enumerate(enc.sequence_ids) if s == 0]
+    ids = np.asarray(enc.ids, dtype=np.int32)
+    return ids[: inside[0]], ids[inside[-1] + 1 :]
+
+
+def packed_sequences(corpus: TokenizedCorpus, max_len: int, tokenizer) -> Sequences:
+    """Documents joined by the separator token and cut into full sequences of `max_len` tokens."""
+    prefix, suffix = single_template(tokenizer)
+    room = max_len - len(prefix) - len(suffix)
+    if room < 1:
+        raise SpanqaError(f"--max-seq-length {max_len} leaves no room next to {len(prefix) + len(suffix)} special tokens.")
+    sep = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+    doc_ends = np.flatnonzero(np.diff(np.concatenate([corpus.sentence_doc, [-1]]))) + 1  # sentence index after each doc
+    token_ends = corpus.sentence_offsets[doc_ends]
+    is_sep = np.zeros(len(corpus.ids) + len(token_ends), bool)
+    is_sep[token_ends + np.arange(len(token_ends))] = True
+    stream = np.insert(corpus.ids, token_ends, sep if sep is not None else 0)
+    starts = np.insert(corpus.word_start, token_ends, True)
+    if sep is None:  # no separator token: documents simply follow each other
+        stream, starts, is_sep = stream[~is_sep], starts[~is_sep], is_sep[~is_sep]
+    out = _Builder()
+    for lo in range(0, len(stream), room):
+        hi = min(lo + room, len(stream))
+        out.add([_special(prefix), (stream[lo:hi], starts[lo:hi], 0, False), _special(suffix)], IGNORE)
+    seq = out.build()
+    # document separators inside a chunk are special tokens (never masked)
+    special = seq.special.copy()
+    body = np.flatnonzero(~seq.special)
+    special[body] = is_sep
+    return dataclasses.replace(seq, special=special)
+
+
+def nsp_sequences(corpus: TokenizedCorpus, max_len: int, tokenizer, short_seq_prob: float, seed: int) -> Sequences:
+    """BERT's sentence-pair instances with next-sentence labels (1 = B is from a random document)."""
+    template = PairTemplate.from_tokenizer(tokenizer)
+    max_tokens = max_len - template.num_special
+    if max_tokens < 2:
+        raise SpanqaError(f"--max-seq-length {max_len} leaves no room for two segments next to the special tokens.")
+    rng = np.random.default_rng(seed)
+    docs = corpus.document_sentences()
+    span = lambda sents: (np.concatenate([_tokens(corpus, s) for s in sents]),  # noqa: E731
+                          np.concatenate([_starts(corpus, s) for s in sents]))
+    out = _Builder()
+    t = template.types
+    for d, sents in enumerate(docs):
+        target = max_tokens if rng.random() >= short_seq_prob else int(rng.integers(2, max_tokens + 1))
+        chunk: list[int] = []
+        length, i = 0, 0
+        while i < len(sents):
+            chunk.append(int(sents[i]))
+            length += int(corpus.sentence_offsets[sents[i] + 1] - corpus.sentence_offsets[sents[i]])
+            if i == len(sents) - 1 or length >= target:
+                a_end = 1 if len(chunk) < 2 else int(rng.integers(1, len(chunk)))
+                a_ids, a_starts = span(chunk[:a_end])
+                random_next = len(docs) > 1 and (len(chunk) == 1 or rng.random() < 0.5)
+                if random_next:
+                    other = int(rng.integers(len(docs) - 1))
+                    other += other >= d
+                    pick = docs[other]
+                    first = int(rng.integers(len(pick)))
+                    b_sents, b_len = [], 0
+                    for s in pick[first:]:
+                        b_sents.append(int(s))
+                        b_len += int(corpus.sentence_offsets[s + 1] - corpus.sentence_offsets[s])
+                        if b_len >= target - len(a_ids):
+                            break
+                    b_ids, b_starts = span(b_sents)
+                    i -= len(chunk) - a_end  # the unused sentences start the next chunk
+                else:
+                    b_ids, b_starts = span(chunk[a_end:]) if a_end < len(chunk) else (a_ids[:0], a_starts[:0])
+                (a_ids, a_starts), (b_ids, b_starts) = _truncate_pair((a_ids, a_starts), (b_ids, b_starts), max_tokens, rng)
+                if len(a_ids) and len(b_ids):
+                    out.add([(template.prefix, np.ones(len(template.prefix), bool), t[0], True),
+                             (a_ids, a_starts, t[1], False),
+                             (template.middle, np.ones(len(template.middle), bool), t[2], True),
+                             (b_ids, b_starts, t[3], False),
+                             (template.suffix, np.ones(len(template.suffix), bool), t[4], True)], int(random_next))
+                chunk, length = [], 0
+            i += 1
+    return out.build()
+
+
+def _tokens(corpus: TokenizedCorpus, s: int) -> np.ndarray:
+    return corpus.ids[corpus.sentence_offsets[s] : corpus.sentence_offsets[s + 1]]
+
+
+def _starts(corpus: TokenizedCorpus, s: int) -> np.ndarray:
+    return corpus.word_start[corpus.sentence_offsets[s] : corpus.sentence_offsets[s + 1]]
+
+
+def _truncate_pair(a, b, max_tokens: int, rng):
+    """Trim the longer segment, one token at a time from a random end, until the pair fits (as BERT)."""
+    (a_ids, a_st), (b_ids, b_st) = a, b
+    a_lo, a_hi, b_lo, b_hi = 0, len(a_ids), 0, len(b_ids)
+    while (a_hi - a_lo) + (b_hi - b_lo) > max_tokens:
+        if a_hi - a_lo > b_hi - b_lo:
+            if rng.random() < 0.5:
+                a_lo += 1
+            else:
+                a_hi -= 1
+        elif rng.random() < 0.5:
+            b_lo += 1
+        else:
+            b_hi -= 1
+    return (a_ids[a_lo:a_hi], a_st[a_lo:a_hi]), (b_ids[b_lo:b_hi], b_st[b_lo:b_hi])
+
+
+class SparseMLM(torch.nn.Module):
+    """A `*ForPreTraining` / `*ForMaskedLM` model whose forward scores only the masked positions.
+
+    forward(input_ids, attention_mask, token_type_ids, labels) -> (mlm logits [M, V], mlm labels [M],
+    NSP logits [B, 2] or None). Saving, loading and the config go to the wrapped model, so checkpoints are
+    plain Hugging Face folders.
+    """
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = model
+        self.parts = _head_parts(model)
+
+    @property
+    def config(self):
+        return self.inner.config
+
+    def set_attn_implementation(self, name: str) -> None:
+        self.inner.set_attn_implementation(name)
+
+    def save_pretrained(self, *args, **kwargs):
+        return self.inner.save_pretrained(*args, **kwargs)
+
+    def state_dict(self, *args, **kwargs):
+        return self.inner.state_dict(*args, **kwargs)
+
+    def load_state_dict(self, state, strict: bool = True, assign: bool = False):
+        return self.inner.load_state_dict(state, strict=strict, assign=assign)
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None, labels=None):
+        chosen = labels != IGNORE
+        kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None and getattr(self.inner.config, "type_vocab_size", 0) > 1:
+            kwargs["token_type_ids"] = token_type_ids
+        if self.parts is None:  # an architecture without a known head layout: full logits, then select
+            out = self.inner(**kwargs)
+            logits = out.prediction_logits if hasattr(out, "prediction_logits") else out.logits
+            nsp = getattr(out, "seq_relationship_logits", None)
+            return logits[chosen], labels[chosen], nsp
+        encoder, mlm_head, nsp_head = self.parts
+        out = encoder(**kwargs)
+        logits = mlm_head(out[0][chosen])
+        nsp = nsp_head(out[1]) if nsp_head is not None and len(out) > 1 and out[1] is not None else None
+        return logits, labels[chosen], nsp
+
+
+def _head_parts(model):
+    """(encoder, MLM head, NSP head or None) for BERT- and RoBERTa-style layouts; None otherwise."""
+    cls = getattr(model, "cls", None)
+    encoder = getattr(model, model.base_model_prefix, None)
+    if encoder is None:
+        return None
+    if cls is not None and hasattr(cls, "predictions"):
+        return encoder, cls.predictions, getattr(cls, "seq_relationship", None)
+    if hasattr(model, "lm_head"):
+        return encoder, model.lm_head, None
+    return None
+
+
+class PretrainLoss:
+    """Masks a batch (global RNG), runs the model, returns the [B] per-sequence loss (see module doc)."""
+
+    def __init__(self, tokenizer, config: PretrainConfig, generator: torch.Generator | None = None) -> None:
+        if tokenizer.mask_token_id is None:
+            raise SpanqaError("the tokenizer has no mask token; masked-language-model pretraining needs one.")
+        self.mask_id, self.vocab_size = tokenizer.mask_token_id, len(tokenizer)
+        self.config, self.generator = config, generator
+        self.last: dict[str, float] = {}
+
+    def masked(self, batch: dict) -> dict[str, torch.Tensor]:
+        ids = torch.as_tensor(batch["input_ids"])
+        maskable = torch.as_tensor(batch["attention_mask"]).bool() & ~torch.as_tensor(batch["special_tokens_mask"])
+        inputs, labels = mask_tokens(ids, maskable, torch.as_tensor(batch["word_start"]), self.mask_id,
+                                     self.vocab_size, self.config.mlm_probability, self.config.whole_word_masking,
+                                     self.generator)
+        return {"input_ids": inputs, "labels": labels, "attention_mask": torch.as_tensor(batch["attention_mask"]),
+                "token_type_ids": torch.as_tensor(batch["token_type_ids"]),
+                "next_sentence_label": torch.as_tensor(batch["next_sentence_label"])}
+
+    def __call__(self, model, batch: dict) -> torch.Tensor:
+        device = next(model.parameters()).device
+        t = {k: v.to(device, non_blocking=True) for k, v in self.masked(batch).items()}
+        logits, labels, nsp = model(t["input_ids"], t["attention_mask"], t["token_type_ids"], t["labels"])
+        b = t["input_ids"].shape[0]
+        token_ce = F.cross_entropy(logits.float(), labels, reduction="none")  # [M]
+        row = torch.nonzero(t["labels"] != IGNORE)[:, 0]
+        per_seq = torch.zeros(b, device=device).index_add(0, row, token_ce) * (b / max(len(labels), 1))
+        nsp_ce = None
+        if nsp is not None and self.config.next_sentence_prediction:
+            nsp_ce = F.cross_entropy(nsp.float(), t["next_sentence_label"], reduction="none", ignore_index=IGNORE)
+            per_seq = per_seq + nsp_ce
+        if not model.training:  # evaluation keeps the sums (a device sync; training does not pay for it)
+            self.last = {"mlm_loss_sum": float(token_ce.sum()), "masked": len(labels),
+                         "mlm_correct": int((logits.argmax(-1) == labels).sum())}
+            if nsp_ce is not None:
+                self.last.update(nsp_loss_sum=float(nsp_ce.sum()), sequences=b,
+                                 nsp_correct=int((nsp.argmax(-1) == t["next_sentence_label"]).sum()))
+        return per_seq
+
+
+class PretrainEvaluator:
+    """Held-out masked-LM loss, accuracy and perplexity (and NSP accuracy), with fixed masks across evals."""
+
+    main_metric = "loss"
+
+    def __init__(self, data: Sequences, tokenizer, config: PretrainConfig, batch_size: int, precision: str, seed: int):
+        self.data, self.tokenizer, self.config = data, tokenizer, config
+        self.batch_size, self.precision, self.seed = batch_size, precision, seed
+
+    @torch.inference_mode()
+    def __call__(self, model) -> dict:
+        import math
+        import time
+
+        t0 = time.perf_counter()
+        loss = PretrainLoss(self.tokenizer, self.config, torch.Generator().manual_seed(self.seed))
+        was_training = model.training
+        model.eval()
+        totals = dict.fromkeys(("mlm_loss_sum", "masked", "mlm_correct", "nsp_loss_sum", "nsp_correct", "sequences"), 0.0)
+        device = next(model.parameters()).device
+        order = np.argsort(self.data.lengths, kind="stable")
+        try:
+            for lo in range(0, len(order), self.batch_size):
+                with autocast(self.precision, device):
+                    loss(model, self.data.pad(order[lo : lo + self.batch_size], self.tokenizer.pad_token_id or 0))
+                for k, v in loss.last.items():
+                    totals[k] += v
+        finally:
+            model.train(was_training)
+        mlm = totals["mlm_loss_sum"] / max(totals["masked"], 1)
+        out = {"eval_mlm_loss": mlm, "eval_perplexity": math.exp(min(mlm, 50)),
+               "eval_mlm_accuracy": totals["mlm_correct"] / max(totals["masked"], 1)}
+        total = mlm
+        if totals["sequences"]:
+            nsp = totals["nsp_loss_sum"] / totals["sequences"]
+            out.update(eval_nsp_loss=nsp, eval_nsp_accuracy=totals["nsp_correct"] / totals["sequences"])
+            total += nsp
+        runtime = time.perf_counter() - t0
+        out.update(eval_loss=total, eval_samples=len(self.data), eval_runtime=runtime,
+                   eval_samples_per_second=len(self.data) / runtime)
+        return out
+
+
+def load_pretraining_model(name: str, init: str, nsp: bool, overrides: dict, vocab_size: int) -> torch.nn.Module:
+    """A `*ForPreTraining` (with NSP) or `*ForMaskedLM` model: new weights from `name`'s config, or its weights.
+
+    Raises:
+        SpanqaError: the model or config cannot be found, or the architecture has no such head.
+    """
+    from transformers import AutoConfig, AutoModelForMaskedLM, AutoModelForPreTraining
+
+    path = resolve_model_path(name)
+    auto = AutoModelForPreTraining if nsp else AutoModelForMaskedLM
+    try:
+        config = AutoConfig.from_pretrained(path, **overrides)
+        if init == "random":
+            if config.vocab_size < vocab_size:
+                config.vocab_size = vocab_size
+            return auto.from_config(config)
+        with quiet_transformers():
+            return auto.from_pretrained(path, config=config)
+    except (OSError, ValueError, KeyError) as exc:
+        raise SpanqaError(
+            f"{name}: could not make a {'pretraining (MLM + NSP)' if nsp else 'masked-LM'} model "
+            f"({str(exc).strip().splitlines()[0]}). Pass a local model folder, the alias minilm-l6, or a hub name "
+            "with network access; --next-sentence-prediction false for architectures without an NSP head."
+        ) from None
+
+
+def pretrain(settings, command: str = "") -> dict:
+    """Run `spanqa pretrain` end to end; returns all_results."""
+    from spanqa.train import outputs
+    from spanqa.train.run import Task, check_output_dir, fit, start
+    from spanqa.train.tracking import check_tracker
+
+    out = check_output_dir(settings)
+    check_tracker(settings.run.report_to)
+    run, cfg = settings.run, settings.extra
+    acc, precision = start(settings)
+    tokenizer = load_tokenizer(cfg.tokenizer or run.model)
+    model = SparseMLM(load_pretraining_model(run.model, cfg.init_weights, cfg.next_sentence_prediction,
+                                             run.overrides(), len(tokenizer)))
+    if cfg.next_sentence_prediction and model.parts is not None and model.parts[2] is None:
+        raise SpanqaError(f"{run.model}: this architecture has no next-sentence head; use --next-sentence-prediction false.")
+    train_data = _sequences(run.train_data, run.train_split, tokenizer, settings, run.max_train_samples)
+    evaluator = None
+    if run.eval_data and acc.is_main_process:
+        eval_data = _sequences(run.eval_data, run.eval_split, tokenizer, settings, run.max_eval_samples)
+        evaluator = PretrainEvaluator(eval_data, tokenizer, cfg, settings.optim.per_device_eval_batch_size,
+                                      precision, settings.optim.seed)
+    s = settings.to_dict()
+    task = Task(
+        model, tokenizer, train_data, PretrainLoss(tokenizer, cfg), evaluator, len(train_data),
+        save=lambda folder, m, last_eval: _save_encoder(folder, m, tokenizer, settings, last_eval),
+        card=lambda name, hparams, train_m, eval_m: outputs.pretrain_card(name, s, hparams, train_m, eval_m, command),
+    )
+    return fit(settings, acc, precision, task, out)
+
+
+def _sequences(spec: str, split: str, tokenizer, settings, limit: int) -> Sequences:
+    cfg = settings.extra
+    sources = [s.strip() for s in spec.split(",") if s.strip()]
+    corpus = tokenize_corpus(sources, tokenizer, cfg.cache_folder(), split)
+    max_len = settings.data.max_seq_length
+    if cfg.next_sentence_prediction:
+        seq = nsp_sequences(corpus, max_len, tokenizer, cfg.short_seq_prob, settings.optim.seed)
+    else:
+        seq = packed_sequences(corpus, max_len, tokenizer)
+    if limit and limit < len(seq):
+        seq = dataclasses.replace(seq, offsets=seq.offsets[: limit + 1], nsp_label=seq.nsp_label[:limit])
+    log.info("%s: %d sequences of up to %d tokens (%d tokens)", spec, len(seq), max_len, int(seq.lengths.sum()))
+    return seq
+
+
+def _save_encoder(out: Path, model, tokenizer, settings, eval_metrics: dict) -> None:
+    """The pretrained model (HF format, heads included) and tokenizer, moved in atomically."""
+    from spanqa.train.run import RUN_FILE
+
+    tmp = out / f".tmp-final-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    with quiet_transformers():
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+    info = {"task": "pretraining", "base": settings.run.model, "init_weights": settings.extra.init_weights,
+            "max_seq_length": settings.data.max_seq_length,
+            "eval": {k: v for k, v in eval_metrics.items() if isinstance(v, (int, float))}}
+    (tmp / PRETRAIN_FILE).write_text(json.dumps(info, indent=1))
+    (tmp / RUN_FILE).write_text(json.dumps(settings.to_dict(), indent=1))
+    for f in tmp.iterdir():
+        os.replace(f, out / f.name)
+    tmp.rmdir()
