@@ -12,11 +12,35 @@ RECIPES = sorted((Path(__file__).parents[2] / "recipes").glob("*.yaml"))
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
 def test_every_recipe_loads_and_resolves(path):
-    from spanqa.train.distill import DistillConfig
-
-    extra = (DistillConfig,) if "teacher" in path.read_text() else ()
+    extra = _extra(path)
     settings = resolve(load_recipe(path, extra), {}, extra)
-    assert settings.run.model and settings.data.max_seq_length == 384 and settings.data.doc_stride == 128
+    assert settings.run.model
+    if not extra or "teacher" in path.read_text():  # readers: the seeds' windows
+        assert settings.data.max_seq_length == 384 and settings.data.doc_stride == 128
+
+
+def _extra(path: Path) -> tuple:
+    from spanqa.train.distill import DistillConfig
+    from spanqa.train.pretrain import PretrainConfig
+
+    text = path.read_text()
+    return (DistillConfig,) if "teacher:" in text else (PretrainConfig,) if "init_weights:" in text else ()
+
+
+def test_bert_pretraining_recipes_have_the_seed_values():
+    from spanqa.train.pretrain import PretrainConfig
+
+    root = Path(__file__).parents[2] / "recipes"
+    one = resolve(load_recipe(root / "bert-base-pretrain-phase1.yaml", (PretrainConfig,)), {}, (PretrainConfig,))
+    two = resolve(load_recipe(root / "bert-base-pretrain-phase2.yaml", (PretrainConfig,)), {}, (PretrainConfig,))
+    for s, lr, batch, warmup, steps, length in ((one, 0.006, 32, 0.28, 10500, 128), (two, 0.002828, 8, 0.128, 2038, 512)):
+        o = s.optim
+        assert (o.learning_rate, o.per_device_train_batch_size, o.warmup_ratio, o.max_steps) == (lr, batch, warmup, steps)
+        assert (o.optimizer, o.lamb_bias_correction, o.weight_decay, o.gradient_accumulation_steps) == ("lamb", False, 0.01, 512)
+        assert s.data.max_seq_length == length and s.run.overrides() == {"layer_norm_eps": 0.001}
+        assert s.extra.next_sentence_prediction and s.extra.mlm_probability == 0.15
+    assert one.extra.init_weights == "random" and two.extra.init_weights == "pretrained"
+    assert two.run.model == one.run.output_dir
 
 
 def test_roberta_recipe_reproduces_the_seed():
