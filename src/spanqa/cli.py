@@ -6,6 +6,7 @@ Errors the user can fix (`SpanqaError`) print as one paragraph on stderr with ex
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -170,6 +171,8 @@ def _run_training(args: argparse.Namespace, extra: tuple = (), runner: str = "tr
     recipe = load_recipe(args.config, extra) if args.config else {}
     flags = {k: v for k, v in vars(args).items() if k not in ("config", "func", "command", "verbose")}
     settings = resolve(recipe, flags, extra)
+    if runner == "train" and settings.run.task != "classification":
+        settings = dataclasses.replace(settings, extra=None)  # classification columns mean nothing to a reader
     if settings.distill is not None and not settings.distill.teacher:
         raise SpanqaError("--teacher is required: the reader to distil from.")
     command = "spanqa " + " ".join(sys.argv[1:])
@@ -177,6 +180,10 @@ def _run_training(args: argparse.Namespace, extra: tuple = (), runner: str = "tr
         from spanqa.train.pretrain import pretrain
 
         results = pretrain(settings, command=command)
+    elif settings.run.task == "classification":
+        from spanqa.train.classify import train_classifier
+
+        results = train_classifier(settings, command=command)
     else:
         from spanqa.train.run import train
 
@@ -187,7 +194,9 @@ def _run_training(args: argparse.Namespace, extra: tuple = (), runner: str = "tr
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    return _run_training(args)
+    from spanqa.train.classify import ClassifyConfig
+
+    return _run_training(args, (ClassifyConfig,))
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
@@ -230,9 +239,12 @@ def _train_parser(sub) -> None:
     from spanqa.config import DecodeConfig
     from spanqa.train.config import OptimConfig, RunConfig
 
-    p = sub.add_parser("train", help="fine-tune an encoder into a reader (flags override --config)")
+    from spanqa.train.classify import ClassifyConfig
+
+    p = sub.add_parser("train", help="fine-tune an encoder into a reader, or a classifier with --task classification "
+                                     "(flags override --config)")
     p.add_argument("--config", help="YAML recipe: a flat mapping of the settings below")
-    for cls in (RunConfig, OptimConfig, DataConfig, DecodeConfig):
+    for cls in (RunConfig, OptimConfig, DataConfig, DecodeConfig, ClassifyConfig):
         add_dataclass_args(p, cls, default_none=True)
     p.set_defaults(func=cmd_train)
 

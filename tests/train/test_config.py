@@ -20,11 +20,14 @@ def test_every_recipe_loads_and_resolves(path):
 
 
 def _extra(path: Path) -> tuple:
+    from spanqa.train.classify import ClassifyConfig
     from spanqa.train.distill import DistillConfig
     from spanqa.train.pretrain import PretrainConfig
 
     text = path.read_text()
-    return (DistillConfig,) if "teacher:" in text else (PretrainConfig,) if "init_weights:" in text else ()
+    if "teacher:" in text:
+        return (DistillConfig,)
+    return (PretrainConfig,) if "init_weights:" in text else (ClassifyConfig,) if "task: classification" in text else ()
 
 
 def test_bert_pretraining_recipes_have_the_seed_values():
@@ -85,3 +88,14 @@ def test_tinyroberta_recipe_has_the_seed_values():
     assert (s.distill.temperature, s.distill.distillation_loss_weight) == (1.5, 0.75)
     assert (s.optim.per_device_train_batch_size, s.optim.num_train_epochs, s.optim.learning_rate) == (96, 4.0, 3e-5)
     assert (s.optim.warmup_ratio, s.data.max_seq_length, s.data.doc_stride, s.data.max_query_length) == (0.2, 384, 128, 64)
+
+
+def test_sst2_recipe_has_the_seed_values():
+    from spanqa.train.classify import ClassifyConfig
+
+    path = Path(__file__).parents[2] / "recipes" / "bert-base-sst2.yaml"
+    s = resolve(load_recipe(path, (ClassifyConfig,)), {}, (ClassifyConfig,))
+    o = s.optim
+    assert s.run.task == "classification" and s.data.max_seq_length == 128 and s.extra.text_column == "sentence"
+    assert (o.learning_rate, o.per_device_train_batch_size, o.gradient_accumulation_steps) == (2e-5, 1, 32)
+    assert (o.warmup_ratio, o.num_train_epochs, o.seed, o.lr_scheduler_type) == (0.25, 3.0, 1984, "linear")

@@ -190,4 +190,5 @@ _SENTENCE_END = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"')\]]))\s+(?=[\"'(\[]*[A-
 
 def split_sentences(text: str) -> list[str]:
     """A paragraph cut into sentences at . ! ? followed by space and a capital or digit (good enough for NSP)."""
-    return [s.strip() for s in _SENTENCE_END.split(text.strip()) if s.strip()]
+    text = re.sub(r"\s*[\r\n\u2028\u2029]+\s*", " ", text.strip())  # a sentence is one line of the corpus
+    return [s.strip() for s in _SENTENCE_END.split(text) if s.strip()]

@@ -17,6 +17,7 @@ from spanqa.errors import SpanqaError
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 SCHEDULES = ("linear", "cosine", "constant")
 OPTIMIZERS = ("adamw", "lamb")
+TASKS = ("qa", "classification")
 TRACKERS = ("tensorboard", "wandb", "mlflow", "none")
 
 
@@ -24,6 +25,7 @@ TRACKERS = ("tensorboard", "wandb", "mlflow", "none")
 class RunConfig:
     """What to train and where to write it."""
 
+    task: str = _f("qa", "qa (an extractive reader) or classification (sentence / sentence-pair labels, accuracy)")
     model: str = _f("minilm-l6", "encoder to fine-tune: a model folder, a hub name, or the offline alias minilm-l6")
     train_data: str = _f("", "training data: any source `spanqa evaluate` reads")
     eval_data: str = _f("", "evaluation data (optional): any source `spanqa evaluate` reads")
@@ -40,6 +42,8 @@ class RunConfig:
     run_name: str = _f("", "name for trackers and the model card (default: the output folder's name)")
 
     def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise SpanqaError(f"--task {self.task}: expected one of {', '.join(TASKS)}.")
         if self.report_to not in TRACKERS:
             raise SpanqaError(f"--report-to {self.report_to}: expected one of {', '.join(TRACKERS)}.")
         if self.version_2_with_negative not in ("auto", "true", "false"):

@@ -1,0 +1,297 @@
+"""`spanqa train --task classification`: sentence (pair) classification on the shared loop.
+
+The seed that pretrains BERT in two phases checks the result on GLUE SST-2; this is that fine-tuning:
+accuracy, the same optimizer, schedule, precision, checkpoints and outputs as a reader.
+
+Data: CSV or TSV with a header (GLUE's own .tsv files), JSONL rows, a saved `datasets` folder, or a hub
+dataset (`--dataset-config sst2` for `nyu-mll/glue`). Columns: `--text-column` (default: sentence),
+optionally `--text-pair-column`, and `--label-column` (default: label), whose values may be ints or
+strings. The label set comes from the training data; evaluation rows with another label are an error.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from spanqa.config import _f
+from spanqa.data.io import iter_jsonl, read_text
+from spanqa.errors import SpanqaError
+from spanqa.models.hub import resolve_model_path
+from spanqa.models.reader_model import model_inputs, quiet_transformers
+from spanqa.precision import autocast
+
+CLASSIFIER_FILE = "spanqa_classifier.json"
+
+
+@dataclass(frozen=True)
+class ClassifyConfig:
+    """Which columns hold the text and the label."""
+
+    text_column: str = _f("sentence", "column with the (first) text")
+    text_pair_column: str = _f("", "column with the second text of a pair (empty: single sentences)")
+    label_column: str = _f("label", "column with the label (int or string)")
+    dataset_config: str = _f("", "configuration of a hub dataset (e.g. sst2 for nyu-mll/glue)")
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Texts and labels of one split."""
+
+    texts: list[str]
+    pairs: list[str] | None
+    labels: list
+    source: str
+
+
+def read_rows(spec: str, split: str, cfg: ClassifyConfig) -> Rows:
+    """Rows from a CSV/TSV/JSONL file, a saved dataset folder or a hub dataset.
+
+    Raises:
+        SpanqaError: unreadable source, a missing column (named, with the columns there are), empty text.
+    """
+    path = Path(spec).expanduser()
+    if path.is_file():
+        records = list(_file_records(path))
+    else:
+        records = list(_dataset_records(spec, split, cfg.dataset_config))
+    if not records:
+        raise SpanqaError(f"{spec}: no rows.")
+    columns = [cfg.text_column, cfg.label_column] + ([cfg.text_pair_column] if cfg.text_pair_column else [])
+    texts, pairs, labels = [], [], []
+    for where, row in records:
+        for col in columns:
+            if col not in row:
+                raise SpanqaError(f"{spec}: {where}: no column '{col}' (it has: {', '.join(map(str, row))}); "
+                                  "set --text-column / --text-pair-column / --label-column.")
+            if row[col] is None:
+                raise SpanqaError(f"{spec}: {where}: no value for '{col}' (a short row, or a line break inside a field?).")
+        text = row[cfg.text_column]
+        if not isinstance(text, str) or not text.strip():
+            raise SpanqaError(f"{spec}: {where}: '{cfg.text_column}' must be non-empty text, got {text!r}.")
+        texts.append(text)
+        if cfg.text_pair_column:
+            pairs.append(str(row[cfg.text_pair_column]))
+        labels.append(_label(row[cfg.label_column]))
+    return Rows(texts, pairs if cfg.text_pair_column else None, labels, spec)
+
+
+def _label(value):
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    return value
+
+
+def _file_records(path: Path):
+    text = read_text(path)
+    if path.name.endswith((".jsonl", ".jsonl.gz")):
+        for lineno, obj in iter_jsonl(text, path):
+            yield f"line {lineno}", obj
+        return
+    dialect = "excel-tab" if path.name.endswith((".tsv", ".tsv.gz")) else "excel"
+    reader = csv.DictReader(io.StringIO(text), dialect=dialect, quoting=csv.QUOTE_NONE if dialect == "excel-tab" else csv.QUOTE_MINIMAL)
+    for i, row in enumerate(reader, start=2):
+        yield f"line {i}", row
+
+
+def _dataset_records(spec: str, split: str, config: str):
+    import datasets
+
+    name, _, named_split = spec.partition(":")
+    try:
+        if Path(name).expanduser().is_dir():
+            data = datasets.load_from_disk(str(Path(name).expanduser()))
+            data = data[named_split or split] if isinstance(data, datasets.DatasetDict) else data
+        else:
+            data = datasets.load_dataset(name, config or None, split=named_split or split)
+    except Exception as exc:  # datasets raises many types for missing or unreachable data
+        raise SpanqaError(f"{spec}: not a CSV/TSV/JSONL file, a dataset folder or a reachable hub dataset ({exc}).") from None
+    for i, row in enumerate(data):
+        yield f"row {i}", row
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """Tokenized rows, ragged: `ids`/`types` cut by `offsets`; label indices."""
+
+    ids: np.ndarray
+    types: np.ndarray
+    offsets: np.ndarray
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def pad(self, rows, pad_id: int, multiple_of: int = 1) -> dict[str, np.ndarray]:
+        rows = np.asarray(rows)
+        lengths = self.lengths[rows]
+        width = int(-(-lengths.max() // multiple_of) * multiple_of)
+        out = {"input_ids": np.full((len(rows), width), pad_id, np.int64),
+               "token_type_ids": np.zeros((len(rows), width), np.int64),
+               "attention_mask": np.zeros((len(rows), width), np.int64), "labels": self.labels[rows]}
+        for i, (r, n) in enumerate(zip(rows, lengths)):
+            lo = self.offsets[r]
+            out["input_ids"][i, :n] = self.ids[lo : lo + n]
+            out["token_type_ids"][i, :n] = self.types[lo : lo + n]
+            out["attention_mask"][i, :n] = 1
+        return out
+
+
+def encode(rows: Rows, tokenizer, max_len: int, label_ids: dict) -> Encoded:
+    """Tokenize with the model's special tokens, truncated to `max_len` (the longer text first for pairs)."""
+    for i, label in enumerate(rows.labels):
+        if label not in label_ids:
+            raise SpanqaError(f"{rows.source}: row {i}: label {label!r} is not one of the training labels "
+                              f"{sorted(label_ids, key=str)}.")
+    enc = tokenizer(rows.texts, rows.pairs, truncation=True, max_length=max_len)
+    ids = [np.asarray(x, np.int32) for x in enc["input_ids"]]
+    types = [np.asarray(x, np.int8) for x in enc.get("token_type_ids", [np.zeros(len(x)) for x in ids])]
+    offsets = np.concatenate([[0], np.cumsum([len(x) for x in ids])]).astype(np.int64)
+    return Encoded(np.concatenate(ids), np.concatenate(types).astype(np.int8), offsets,
+                   np.asarray([label_ids[lab] for lab in rows.labels], np.int64))
+
+
+class ClassificationLoss:
+    """[B] cross-entropy of a padded batch."""
+
+    def __init__(self, input_names: list[str]) -> None:
+        self.input_names = input_names
+
+    def __call__(self, model, batch) -> torch.Tensor:
+        device = next(model.parameters()).device
+        logits = model(**model_inputs(batch, self.input_names, device)).logits
+        return F.cross_entropy(logits.float(), torch.as_tensor(batch["labels"]).to(device), reduction="none")
+
+
+class ClassificationEvaluator:
+    """Accuracy and loss on the evaluation rows."""
+
+    main_metric = "accuracy"
+
+    def __init__(self, data: Encoded, input_names: list[str], pad_id: int, batch_size: int, precision: str) -> None:
+        self.data, self.input_names, self.pad_id = data, input_names, pad_id
+        self.batch_size, self.precision = batch_size, precision
+
+    @torch.inference_mode()
+    def __call__(self, model) -> dict:
+        t0 = time.perf_counter()
+        was_training = model.training
+        model.eval()
+        device = next(model.parameters()).device
+        order = np.argsort(self.data.lengths, kind="stable")
+        correct, loss = 0, 0.0
+        try:
+            for lo in range(0, len(order), self.batch_size):
+                batch = self.data.pad(order[lo : lo + self.batch_size], self.pad_id)
+                with autocast(self.precision, device):
+                    logits = model(**model_inputs(batch, self.input_names, device)).logits.float()
+                labels = torch.as_tensor(batch["labels"]).to(device)
+                loss += float(F.cross_entropy(logits, labels, reduction="sum"))
+                correct += int((logits.argmax(-1) == labels).sum())
+        finally:
+            model.train(was_training)
+        runtime = time.perf_counter() - t0
+        n = len(self.data)
+        return {"eval_accuracy": correct / n, "eval_loss": loss / n, "eval_samples": n, "eval_runtime": runtime,
+                "eval_samples_per_second": n / runtime}
+
+
+def load_classifier(name: str, labels: list, overrides: dict) -> torch.nn.Module:
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    path = resolve_model_path(name)
+    try:
+        config = AutoConfig.from_pretrained(
+            path, num_labels=len(labels), id2label={i: str(x) for i, x in enumerate(labels)},
+            label2id={str(x): i for i, x in enumerate(labels)}, **overrides)
+        with quiet_transformers():
+            return AutoModelForSequenceClassification.from_pretrained(path, config=config, ignore_mismatched_sizes=True)
+    except (OSError, ValueError, KeyError) as exc:
+        raise SpanqaError(f"{name}: could not load a sequence classification model ({str(exc).strip().splitlines()[0]}).") from None
+
+
+def train_classifier(settings, command: str = "") -> dict:
+    """`spanqa train --task classification` end to end; returns all_results."""
+    from spanqa.inference import input_names_for
+    from spanqa.models.hub import load_tokenizer
+    from spanqa.train.run import Task, check_output_dir, fit, start
+    from spanqa.train.tracking import check_tracker
+
+    run, cfg = settings.run, settings.extra
+    out = check_output_dir(settings)
+    check_tracker(run.report_to)
+    if not run.train_data:
+        raise SpanqaError("--train-data is required (CSV/TSV/JSONL, a dataset folder or a hub dataset).")
+    acc, precision = start(settings)
+    train_rows = _limit(read_rows(run.train_data, run.train_split, cfg), run.max_train_samples)
+    labels = sorted(set(train_rows.labels), key=lambda x: (isinstance(x, str), x))
+    if len(labels) < 2:
+        raise SpanqaError(f"{run.train_data}: the training rows have {len(labels)} distinct label(s); need at least 2.")
+    label_ids = {x: i for i, x in enumerate(labels)}
+    tokenizer = load_tokenizer(run.model)
+    model = load_classifier(run.model, labels, run.overrides())
+    names = input_names_for(tokenizer)
+    max_len = settings.data.max_seq_length
+    data = encode(train_rows, tokenizer, max_len, label_ids)
+    evaluator = None
+    if run.eval_data and acc.is_main_process:
+        dev = encode(_limit(read_rows(run.eval_data, run.eval_split, cfg), run.max_eval_samples), tokenizer, max_len, label_ids)
+        evaluator = ClassificationEvaluator(dev, names, tokenizer.pad_token_id or 0,
+                                            settings.optim.per_device_eval_batch_size, precision)
+    s = settings.to_dict()
+    task = Task(
+        model, tokenizer, data, ClassificationLoss(names), evaluator, len(data),
+        save=lambda folder, m, last_eval: _save(folder, m, tokenizer, settings, labels, last_eval),
+        card=lambda name, hparams, train_m, eval_m: _card(name, s, hparams, train_m, eval_m, command, labels),
+    )
+    return fit(settings, acc, precision, task, out)
+
+
+def _limit(rows: Rows, n: int) -> Rows:
+    if not n:
+        return rows
+    return Rows(rows.texts[:n], rows.pairs[:n] if rows.pairs else None, rows.labels[:n], rows.source)
+
+
+def _save(out: Path, model, tokenizer, settings, labels: list, eval_metrics: dict) -> None:
+    from spanqa.train.run import RUN_FILE
+
+    tmp = out / f".tmp-final-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    with quiet_transformers():
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+    info = {"task": "classification", "labels": labels, "max_seq_length": settings.data.max_seq_length,
+            "eval": {k: v for k, v in eval_metrics.items() if isinstance(v, (int, float))}}
+    (tmp / CLASSIFIER_FILE).write_text(json.dumps(info, indent=1))
+    (tmp / RUN_FILE).write_text(json.dumps(settings.to_dict(), indent=1))
+    for f in tmp.iterdir():
+        os.replace(f, out / f.name)
+    tmp.rmdir()
+
+
+def _card(name, settings, hparams, train_metrics, eval_metrics, command, labels) -> str:
+    from spanqa.train import outputs
+
+    acc = eval_metrics.get("eval_accuracy")
+    summary = (f"This model is a fine-tuned version of `{settings['model']}` on `{settings['train_data']}` for "
+               f"text classification ({len(labels)} labels: {', '.join(map(str, labels))}), trained with spanqa."
+               + (f" It achieves accuracy {acc:.4f} on the evaluation set." if acc is not None else ""))
+    about = ("Load it with `transformers.AutoModelForSequenceClassification.from_pretrained(path)`; the label names are "
+             "in its config (`id2label`) and in `spanqa_classifier.json`.")
+    hparams = {k: v for k, v in hparams.items() if k != "doc_stride"}
+    return outputs.card(name, summary, about, settings, hparams, train_metrics, eval_metrics, command, "rows")
