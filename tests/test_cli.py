@@ -122,3 +122,11 @@ def test_repair_answers_flag_fixes_bad_starts(tmp_path, capsys, saved_wordpiece)
     bad.write_text(json.dumps(doc))
     code, out, err = run(capsys, "data", "stats", str(bad), "--model", str(saved_wordpiece), "--repair-answers")
     assert code == 0 and "moved to the nearest occurrence" in err and qa["id"] in err
+
+
+@pytest.mark.parametrize("command", ["quickstart", "train", "distill", "pretrain", "evaluate", "predict", "ask",
+                                     "serve", "export", "data"])
+def test_every_subcommand_prints_its_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0 and "usage: spanqa" in capsys.readouterr().out

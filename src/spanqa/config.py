@@ -95,7 +95,7 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, default_none:
         extra = {"nargs": "?", "const": True, "type": parse_bool} if kind is bool else {"type": kind}
         group.add_argument(
             flag, dest=f.name, default=None if default_none else f.default,
-            help=f"{f.metadata.get('help', '')} (default: {f.default})", **extra,
+            help=f"{f.metadata.get('help', '')} (default: {f.default})".replace("%", "%%"), **extra,
         )
 
 
