@@ -83,6 +83,10 @@ class Reader:
         """
         dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         path = resolve_model_path(path_or_name)
+        for marker, what in (("spanqa_pretrain.json", "a pretrained encoder"), ("spanqa_classifier.json", "a classifier")):
+            if (Path(path) / marker).exists():
+                raise SpanqaError(f"{path_or_name}: holds {what}, not a reader (no trained span head); "
+                                  f"make a reader of it with: spanqa train --model {path_or_name} --train-data ...")
         info = _reader_info(Path(path))
         decode = DecodeConfig(**info.get("decode", {}))
         if null_score_diff_threshold is not None:

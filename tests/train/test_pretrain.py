@@ -149,12 +149,14 @@ def test_pretrain_phase1_then_phase2_then_fine_tune(corpus_file, tiny_model, tmp
     assert w1.keys() == w2.keys()
     assert all(torch.allclose(w1[k], w2[k], atol=1e-6) for k in w1)
 
+    from spanqa.reader import Reader
+
+    with pytest.raises(SpanqaError, match="not a reader"):
+        Reader.load(phase2)
     reader = tmp_path / "reader"
     assert main(["train", "--model", str(phase2), "--train-data", V1, "--output-dir", str(reader), "--max-steps", "3",
                  "--max-seq-length", "64", "--max-query-length", "16", "--doc-stride", "16", "--report-to", "none",
                  "--precision", "fp32"]) == 0
-    from spanqa.reader import Reader
-
     answer = Reader.load(reader, device="cpu").answer("Who won?", "The Broncos won the game.")[0]
     assert answer.text in "The Broncos won the game."
 
