@@ -148,12 +148,7 @@ class Features:
             is_max_context [B, L]; start_positions, end_positions, cls_index [B]; rows [B] (the window indices).
         """
         rows = np.asarray(rows)
-        lengths = self.lengths[rows]
-        width = int(-(-lengths.max() // multiple_of) * multiple_of)
-        # [B, L] index of each padded slot into the flat arrays, and where it is real
-        slot = self.row_splits[rows][:, None] + np.arange(width)[None, :]
-        real = np.arange(width)[None, :] < lengths[:, None]
-        slot = np.where(real, slot, 0)
+        slot, real = padded_slots(self.row_splits, rows, multiple_of)
         out = {
             "input_ids": np.where(real, self.input_ids[slot], pad_id).astype(np.int64),
             "token_type_ids": np.where(real, self.token_type_ids[slot], 0).astype(np.int64),
@@ -165,6 +160,15 @@ class Features:
             out[name] = getattr(self, name)[rows].astype(np.int64)
         out["rows"] = rows
         return out
+
+
+def padded_slots(row_splits: np.ndarray, rows: np.ndarray, multiple_of: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Dynamic padding of ragged rows: ([B, L] index of each slot into the flat per-token arrays, 0 at
+    padding; [B, L] bool, True where the slot is real), L = the longest row rounded up to `multiple_of`."""
+    lengths = np.diff(row_splits)[rows]
+    width = int(-(-lengths.max() // multiple_of) * multiple_of)
+    real = np.arange(width)[None, :] < lengths[:, None]
+    return np.where(real, row_splits[rows][:, None] + np.arange(width)[None, :], 0), real
 
 
 def trim_offsets(context: str, offsets: np.ndarray) -> np.ndarray:

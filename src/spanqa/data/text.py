@@ -170,7 +170,12 @@ def _save(corpus: TokenizedCorpus, folder: Path) -> None:
         if bars:
             datasets.enable_progress_bars()
     folder.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(tmp, folder)
+    try:
+        os.replace(tmp, folder)
+    except OSError:
+        if not folder.is_dir():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)  # another process cached the same corpus first
 
 
 def _load(folder: Path) -> TokenizedCorpus:

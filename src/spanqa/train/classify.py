@@ -137,18 +137,13 @@ class Encoded:
         return np.diff(self.offsets)
 
     def pad(self, rows, pad_id: int, multiple_of: int = 1) -> dict[str, np.ndarray]:
+        from spanqa.features import padded_slots
+
         rows = np.asarray(rows)
-        lengths = self.lengths[rows]
-        width = int(-(-lengths.max() // multiple_of) * multiple_of)
-        out = {"input_ids": np.full((len(rows), width), pad_id, np.int64),
-               "token_type_ids": np.zeros((len(rows), width), np.int64),
-               "attention_mask": np.zeros((len(rows), width), np.int64), "labels": self.labels[rows]}
-        for i, (r, n) in enumerate(zip(rows, lengths)):
-            lo = self.offsets[r]
-            out["input_ids"][i, :n] = self.ids[lo : lo + n]
-            out["token_type_ids"][i, :n] = self.types[lo : lo + n]
-            out["attention_mask"][i, :n] = 1
-        return out
+        slot, real = padded_slots(self.offsets, rows, multiple_of)
+        return {"input_ids": np.where(real, self.ids[slot], pad_id).astype(np.int64),
+                "token_type_ids": np.where(real, self.types[slot], 0).astype(np.int64),
+                "attention_mask": real.astype(np.int64), "labels": self.labels[rows]}
 
 
 def encode(rows: Rows, tokenizer, max_len: int, label_ids: dict) -> Encoded:

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from spanqa.config import _f
 from spanqa.data.text import TokenizedCorpus, tokenize_corpus
 from spanqa.errors import SpanqaError
-from spanqa.features import PairTemplate, plain_backend
+from spanqa.features import PairTemplate, padded_slots, plain_backend
 from spanqa.models.hub import load_tokenizer, resolve_model_path
 from spanqa.models.reader_model import quiet_transformers
 from spanqa.precision import autocast
@@ -92,22 +92,13 @@ class Sequences:
         """A padded batch of `rows`: input_ids, token_type_ids, attention_mask, special_tokens_mask, word_start,
         next_sentence_label."""
         rows = np.asarray(rows)
-        lengths = self.lengths[rows]
-        width = int(-(-lengths.max() // multiple_of) * multiple_of)
-        out = {"input_ids": np.full((len(rows), width), pad_id, np.int64),
-               "token_type_ids": np.zeros((len(rows), width), np.int64),
-               "attention_mask": np.zeros((len(rows), width), np.int64),
-               "special_tokens_mask": np.ones((len(rows), width), bool),
-               "word_start": np.zeros((len(rows), width), bool),
-               "next_sentence_label": self.nsp_label[rows].astype(np.int64)}
-        for i, (r, n) in enumerate(zip(rows, lengths)):
-            lo = self.offsets[r]
-            out["input_ids"][i, :n] = self.ids[lo : lo + n]
-            out["token_type_ids"][i, :n] = self.types[lo : lo + n]
-            out["attention_mask"][i, :n] = 1
-            out["special_tokens_mask"][i, :n] = self.special[lo : lo + n]
-            out["word_start"][i, :n] = self.word_start[lo : lo + n]
-        return out
+        slot, real = padded_slots(self.offsets, rows, multiple_of)
+        return {"input_ids": np.where(real, self.ids[slot], pad_id).astype(np.int64),
+                "token_type_ids": np.where(real, self.types[slot], 0).astype(np.int64),
+                "attention_mask": real.astype(np.int64),
+                "special_tokens_mask": ~real | self.special[slot],
+                "word_start": real & self.word_start[slot],
+                "next_sentence_label": self.nsp_label[rows].astype(np.int64)}
 
 
 class _Builder:
@@ -434,7 +425,8 @@ def pretrain(settings, command: str = "") -> dict:
                                              run.overrides(), len(tokenizer)))
     if cfg.next_sentence_prediction and model.parts is not None and model.parts[2] is None:
         raise SpanqaError(f"{run.model}: this architecture has no next-sentence head; use --next-sentence-prediction false.")
-    train_data = _sequences(run.train_data, run.train_split, tokenizer, settings, run.max_train_samples)
+    with acc.main_process_first():  # one process tokenizes and fills the cache; the others read it
+        train_data = _sequences(run.train_data, run.train_split, tokenizer, settings, run.max_train_samples)
     evaluator = None
     if run.eval_data and acc.is_main_process:
         eval_data = _sequences(run.eval_data, run.eval_split, tokenizer, settings, run.max_eval_samples)
