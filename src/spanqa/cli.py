@@ -171,7 +171,7 @@ def _run_training(args: argparse.Namespace, extra: tuple = (), runner: str = "tr
     recipe = load_recipe(args.config, extra) if args.config else {}
     flags = {k: v for k, v in vars(args).items() if k not in ("config", "func", "command", "verbose")}
     settings = resolve(recipe, flags, extra)
-    if runner == "train" and settings.run.task != "classification":
+    if settings.run.task != "classification" and type(settings.extra).__name__ == "ClassifyConfig":
         settings = dataclasses.replace(settings, extra=None)  # classification columns mean nothing to a reader
     if settings.distill is not None and not settings.distill.teacher:
         raise SpanqaError("--teacher is required: the reader to distil from.")

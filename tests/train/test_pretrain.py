@@ -132,8 +132,8 @@ def test_pretrain_phase1_then_phase2_then_fine_tune(corpus_file, tiny_model, tmp
                  "--warmup-ratio", "0.1", *common]) == 0
     state = json.loads((phase1 / "trainer_state.json").read_text())
     losses = [r["loss"] for r in state["log_history"] if "loss" in r]
-    assert np.mean(losses[-2:]) < np.mean(losses[:2]) - 0.5  # MLM + NSP loss falls steadily
-    assert all(b < a + 0.1 for a, b in zip(losses, losses[1:]))
+    thirds = [float(np.mean(part)) for part in np.array_split(losses, 3)]
+    assert thirds[0] > thirds[1] > thirds[2] and thirds[2] < thirds[0] - 0.5  # MLM + NSP loss falls steadily
     results = json.loads((phase1 / "all_results.json").read_text())
     assert {"eval_mlm_loss", "eval_mlm_accuracy", "eval_nsp_accuracy", "eval_perplexity"} <= set(results)
     assert "LAMB" in (phase1 / "README.md").read_text()

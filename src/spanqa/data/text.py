@@ -134,8 +134,10 @@ def _tokenize(docs: list[list[str]], tokenizer) -> TokenizedCorpus:
 
 
 def _cache_key(sources: list[str], tokenizer, split: str) -> str:
+    from spanqa.features import plain_backend
+
     h = hashlib.sha256(CACHE_VERSION.encode())
-    h.update(tokenizer.backend_tokenizer.to_str().encode())
+    h.update(plain_backend(tokenizer).to_str().encode())  # without the call-to-call truncation/padding state
     for source in sources:
         path = Path(source).expanduser()
         if path.is_file():
