@@ -1,6 +1,5 @@
 """Distillation: the KD loss by hand, its T^2 scaling, student layers, and a tiny end-to-end run."""
 
-import math
 
 import numpy as np
 import pytest

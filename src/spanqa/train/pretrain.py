@@ -437,6 +437,7 @@ def pretrain(settings, command: str = "") -> dict:
         model, tokenizer, train_data, PretrainLoss(tokenizer, cfg), evaluator, len(train_data),
         save=lambda folder, m, last_eval: _save_encoder(folder, m, tokenizer, settings, last_eval),
         card=lambda name, hparams, train_m, eval_m: outputs.pretrain_card(name, s, hparams, train_m, eval_m, command),
+        command="pretrain",
     )
     return fit(settings, acc, precision, task, out)
 

@@ -184,6 +184,7 @@ def train(settings: TrainSettings, command: str = "") -> dict:
         model, tokenizer, features, objective, evaluator, len(train_set),
         save=lambda folder, m, last_eval: _save_reader(folder, m, tokenizer, settings, allow_null, evaluator, last_eval),
         card=lambda name, hparams, train_m, eval_m: outputs.model_card(name, s, hparams, train_m, eval_m, command),
+        command="distill" if settings.distill is not None else "train",
     )
     return fit(settings, acc, precision, task, out)
 
@@ -196,10 +197,11 @@ class Task:
         data: training windows, `Features`-like (`lengths`, `len()`, `pad(rows, pad_id, multiple_of)`).
         objective: loss_fn(model, batch) -> [b] per-window loss.
         evaluator: evaluator(model) -> {"eval_...": value} (None: no evaluation); its `main_metric` names
-            the default metric for picking the best checkpoint, and `greater_is_better` its direction.
+            the default metric for picking the best checkpoint (lower is better for a "...loss" metric).
         n_examples: training examples (questions, sentences, documents) behind `data`.
         save: save(folder, model, last eval metrics) writes the final model folder.
         card: card(name, hyperparameters, train metrics, eval metrics) -> the README.md text.
+        command: the subcommand that runs this task (for the resume hint after a pre-emption).
     """
 
     model: torch.nn.Module
@@ -210,6 +212,7 @@ class Task:
     n_examples: int
     save: object
     card: object
+    command: str = "train"
 
 
 def start(settings: TrainSettings):
@@ -265,7 +268,7 @@ def fit(settings: TrainSettings, acc, precision: str, task: Task, out: Path) -> 
     if outcome != "done":
         if main:
             print(f"spanqa: stopped by {outcome} after step {state.step}; checkpoint saved in {out}. "
-                  f"Resume with: spanqa {sys.argv[1] if len(sys.argv) > 1 else 'train'} --resume --output-dir {out} "
+                  f"Resume with: spanqa {task.command} --resume --output-dir {out} "
                   "(and the same settings).", file=sys.stderr)
         acc.wait_for_everyone()
         return {}
