@@ -164,6 +164,7 @@ def test_pretrain_phase1_then_phase2_then_fine_tune(corpus_file, tiny_model, tmp
 def test_pretrain_bad_settings_are_named(tiny_model, tmp_path):
     assert main(["pretrain", "--model", str(tiny_model), "--train-data", str(tmp_path / "missing.txt"),
                  "--output-dir", str(tmp_path / "o"), "--report-to", "none"]) == 2
+    assert main(["pretrain", "--model", str(tiny_model), "--output-dir", str(tmp_path / "o2"), "--report-to", "none"]) == 2
     with pytest.raises(SpanqaError, match="--init-weights"):
         from spanqa.train.pretrain import PretrainConfig
 

@@ -419,6 +419,9 @@ def pretrain(settings, command: str = "") -> dict:
     out = check_output_dir(settings)
     check_tracker(settings.run.report_to)
     run, cfg = settings.run, settings.extra
+    if not run.train_data:
+        raise SpanqaError("--train-data is required: text files (one sentence per line, blank lines between "
+                          "documents), a saved dataset folder or a hub dataset with a 'text' column.")
     acc, precision = start(settings)
     tokenizer = load_tokenizer(cfg.tokenizer or run.model)
     model = SparseMLM(load_pretraining_model(run.model, cfg.init_weights, cfg.next_sentence_prediction,
