@@ -111,3 +111,38 @@ def test_weight_zero_trains_the_student_on_gold_spans_without_running_the_teache
     import json
 
     assert json.loads((student / "config.json").read_text())["num_hidden_layers"] == 1  # the teacher, cut
+
+
+def test_layer_map_follows_the_kept_layers_or_tinybert_uniform_map():
+    from spanqa.train.distill import layer_map
+
+    assert layer_map(3, 6, kept=[0, 2, 5]) == [0, 1, 3, 6]
+    assert layer_map(3, 6) == [0, 2, 4, 6]
+    assert layer_map(4, 12) == [0, 3, 6, 9, 12]
+
+
+def test_hidden_loss_is_the_masked_mse_and_zero_for_equal_states():
+    from spanqa.train.distill import hidden_loss
+
+    s = [torch.zeros(1, 3, 2), torch.ones(1, 3, 2)]
+    t = [torch.zeros(1, 3, 2), torch.zeros(1, 3, 2), torch.full((1, 3, 2), 3.0)]
+    mask = torch.tensor([[1, 1, 0]])
+    # layer 0 vs 0: 0; layer 1 vs teacher 2: (1 - 3)^2 = 4 on real tokens -> mean (0 + 4) / 2 = 2
+    assert torch.allclose(hidden_loss(s, t, [0, 2], mask), torch.tensor([2.0]))
+    assert torch.equal(hidden_loss(t, t, [0, 1, 2], mask), torch.zeros(1))
+
+
+def test_hidden_state_distillation_runs_and_refuses_a_different_width(tiny_model, wordpiece, tmp_path):
+    from conftest import make_tiny_model
+
+    common = ["--train-data", V1, "--max-seq-length", "128", "--doc-stride", "32", "--report-to", "none",
+              "--precision", "fp32", "--max-steps", "3", "--hidden-loss-weight", "1.0"]
+    out = tmp_path / "student"
+    assert main(["distill", "--teacher", str(tiny_model), "--student-layers", "1", "--output-dir", str(out), *common]) == 0
+    import json
+
+    assert json.loads((out / "config.json").read_text())["num_hidden_layers"] == 1
+    assert not (out / "teacher_logits").exists()  # the teacher ran live, for its hidden states
+    narrow = make_tiny_model(tmp_path / "narrow", wordpiece, layers=1, hidden=16)
+    assert main(["distill", "--teacher", str(tiny_model), "--model", str(narrow), "--output-dir",
+                 str(tmp_path / "s2"), *common]) == 2

@@ -39,6 +39,9 @@ class DistillConfig:
     temperature: float = _f(1.5, "softmax temperature for the soft targets")
     distillation_loss_weight: float = _f(0.75, "weight of the soft (teacher) loss; 1 - weight goes to the gold spans")
     cache_teacher_logits: bool = _f(True, "run the teacher once and memory-map its logits (no teacher per epoch)")
+    hidden_loss_weight: float = _f(0.0, "TinyBERT-style intermediate distillation: weight of the MSE between the "
+                                        "student's hidden states and the teacher's at mapped layers (same hidden "
+                                        "size; the teacher then runs every batch)")
 
     def __post_init__(self) -> None:
         if self.temperature <= 0:
@@ -47,6 +50,8 @@ class DistillConfig:
             raise SpanqaError(f"--distillation-loss-weight {self.distillation_loss_weight}: expected a number in [0, 1].")
         if self.student_layers < 0:
             raise SpanqaError(f"--student-layers {self.student_layers}: must be >= 0.")
+        if self.hidden_loss_weight < 0:
+            raise SpanqaError(f"--hidden-loss-weight {self.hidden_loss_weight}: must be >= 0.")
 
 
 def kd_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float,
@@ -133,25 +138,66 @@ def _gather(flat: np.ndarray, features, rows: np.ndarray, width: int) -> torch.T
     return torch.from_numpy(out)
 
 
+def hidden_loss(student_states, teacher_states, layer_map: list[int], attention_mask: torch.Tensor) -> torch.Tensor:
+    """[B] mean over mapped layers of the MSE between hidden states, over real tokens (TinyBERT's hidden loss).
+
+    Args:
+        student_states, teacher_states: per layer [B, L, H] (index 0 = the embeddings' output).
+        layer_map: for student state i, the index of the teacher state it learns from.
+    """
+    mask = attention_mask[..., None].float()
+    per_layer = []
+    for i, j in enumerate(layer_map):
+        diff = (student_states[i].float() - teacher_states[j].float()) ** 2 * mask
+        per_layer.append(diff.sum((1, 2)) / (mask.sum((1, 2)) * diff.shape[-1]))
+    return torch.stack(per_layer).mean(0)
+
+
+def layer_map(student_layers: int, teacher_layers: int, kept: list[int] | None = None) -> list[int]:
+    """Teacher hidden-state index for each student hidden state: the embeddings to the embeddings, then the
+    teacher layers a cut student kept, or TinyBERT's uniform map (student layer m <- teacher layer m * N / M).
+    Worked example: 3 of 6 layers kept as [0, 2, 5] -> [0, 1, 3, 6]; uniform 3 of 6 -> [0, 2, 4, 6]."""
+    if kept is not None:
+        return [0, *[k + 1 for k in kept]]
+    return [0, *[round(m * teacher_layers / student_layers) for m in range(1, student_layers + 1)]]
+
+
 class DistillObjective:
-    """The loss the loop calls: student forward + teacher logits (cached or live) -> [b] loss."""
+    """The loss the loop calls: student forward + teacher logits (cached or live) -> [b] loss.
+
+    With `hidden_loss_weight` > 0 the teacher runs live and the student's hidden states also learn from the
+    teacher's at `layers` (see `layer_map`).
+    """
 
     def __init__(self, config: DistillConfig, input_names, features, cache: TeacherLogits | None = None,
-                 teacher: torch.nn.Module | None = None) -> None:
+                 teacher: torch.nn.Module | None = None, layers: list[int] | None = None) -> None:
         if cache is None and teacher is None:
             raise ValueError("DistillObjective needs cached teacher logits or a teacher model")
+        if config.hidden_loss_weight > 0 and (teacher is None or layers is None):
+            raise ValueError("hidden-state distillation needs the teacher model and a layer map")
         self.config, self.input_names, self.features = config, input_names, features
-        self.cache, self.teacher = cache, teacher
+        self.cache, self.teacher, self.layers = cache, teacher, layers
 
     def __call__(self, model, batch) -> torch.Tensor:
         device = next(model.parameters()).device
-        out = model(**model_inputs(batch, self.input_names, device))
+        hidden = self.config.hidden_loss_weight > 0
+        inputs = model_inputs(batch, self.input_names, device)
+        out = model(**inputs, output_hidden_states=True) if hidden else model(**inputs)
         labels = model_inputs(batch, ["start_positions", "end_positions", "attention_mask"], device)
-        t_start, t_end = self._teacher(batch, device, out.start_logits.shape[1])
-        return distill_loss(
+        if hidden:
+            with torch.no_grad():
+                t_out = self.teacher(**inputs, output_hidden_states=True)
+            t_start, t_end = t_out.start_logits.float(), t_out.end_logits.float()
+        else:
+            t_start, t_end = self._teacher(batch, device, out.start_logits.shape[1])
+        loss = distill_loss(
             out.start_logits, out.end_logits, t_start, t_end, labels["start_positions"], labels["end_positions"],
             labels["attention_mask"], self.config.temperature, self.config.distillation_loss_weight,
         )
+        if hidden:
+            loss = loss + self.config.hidden_loss_weight * hidden_loss(
+                out.hidden_states, t_out.hidden_states, self.layers, labels["attention_mask"])
+        return loss
 
     def _teacher(self, batch, device, width: int):
         if self.cache is not None:

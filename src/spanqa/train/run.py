@@ -29,7 +29,7 @@ from spanqa.reader import READER_FILE
 from spanqa.train import outputs
 from spanqa.train.checkpoint import list_checkpoints, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from spanqa.train.config import TrainSettings
-from spanqa.train.distill import DistillObjective, TeacherLogits, check_same_tokenizer, shrink_layers
+from spanqa.train.distill import DistillObjective, TeacherLogits, check_same_tokenizer, layer_map, shrink_layers
 from spanqa.train.loop import LoopParts, TrainState, plan_steps, train_loop
 from spanqa.train.optim import build_optimizer, build_schedule
 from spanqa.train.tracking import check_tracker, make_tracker
@@ -176,7 +176,7 @@ def train(settings: TrainSettings, command: str = "") -> dict:
     train_set, dev_set = load_data(settings)
     allow_null = wants_null(settings, train_set, dev_set)
     features = build_features(train_set.examples, tokenizer, settings.data)
-    objective = _objective(settings, features, tokenizer, acc, out, precision)
+    objective = _objective(settings, features, tokenizer, acc, out, precision, model)
     evaluator = Evaluator(dev_set, tokenizer, settings, allow_null, precision) if dev_set and acc.is_main_process else None
     s = settings.to_dict()
     s["version_2_with_negative"] = "true" if allow_null else "false"
@@ -286,6 +286,7 @@ def _student(settings: TrainSettings):
         model = load_qa_model(distill.teacher, run.overrides())
         kept = shrink_layers(model, distill.student_layers)
         log.info("student: %d of the teacher's layers %s", len(kept), kept)
+        model.spanqa_kept_layers = kept  # for the hidden-state layer map; not saved (not a module or config)
         return model, load_tokenizer(distill.teacher)
     model, tokenizer = load_qa_model(run.model, run.overrides()), load_tokenizer(run.model)
     if distill is not None:
@@ -293,7 +294,17 @@ def _student(settings: TrainSettings):
     return model, tokenizer
 
 
-def _objective(settings: TrainSettings, features, tokenizer, acc, out: Path, precision: str):
+def _hidden_layer_map(student, teacher) -> list[int]:
+    """Which teacher hidden state each student hidden state learns from (same width required)."""
+    widths = (student.config.hidden_size, teacher.config.hidden_size)
+    if widths[0] != widths[1]:
+        raise SpanqaError(f"--hidden-loss-weight: the student's hidden size {widths[0]} differs from the teacher's "
+                          f"{widths[1]}; hidden-state distillation needs equal widths (e.g. --student-layers N).")
+    kept = getattr(student, "spanqa_kept_layers", None)
+    return layer_map(student.config.num_hidden_layers, teacher.config.num_hidden_layers, kept)
+
+
+def _objective(settings: TrainSettings, features, tokenizer, acc, out: Path, precision: str, student=None):
     """The span loss, or for distillation the KD loss with the teacher's logits (cached once)."""
     names = input_names_for(tokenizer)
     distill = settings.distill
@@ -302,6 +313,10 @@ def _objective(settings: TrainSettings, features, tokenizer, acc, out: Path, pre
             log.info("distillation_loss_weight 0: the student trains on the gold spans only (no teacher run)")
         return QALoss(names)
     teacher = load_qa_model(distill.teacher).to(acc.device)
+    if distill.hidden_loss_weight > 0:
+        layers = _hidden_layer_map(student, teacher)
+        log.info("hidden-state distillation: student states <- teacher states %s (the teacher runs every batch)", layers)
+        return DistillObjective(distill, names, features, teacher=teacher.eval(), layers=layers)
     if not distill.cache_teacher_logits:
         return DistillObjective(distill, names, features, teacher=teacher.eval())
     folder = out / "teacher_logits"
