@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -263,20 +260,11 @@ def _limit(rows: Rows, n: int) -> Rows:
 
 
 def _save(out: Path, model, tokenizer, settings, labels: list, eval_metrics: dict) -> None:
-    from spanqa.train.run import RUN_FILE
+    from spanqa.train.run import RUN_FILE, save_model_folder
 
-    tmp = out / f".tmp-final-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    with quiet_transformers():
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
     info = {"task": "classification", "labels": labels, "max_seq_length": settings.data.max_seq_length,
             "eval": {k: v for k, v in eval_metrics.items() if isinstance(v, (int, float))}}
-    (tmp / CLASSIFIER_FILE).write_text(json.dumps(info, indent=1))
-    (tmp / RUN_FILE).write_text(json.dumps(settings.to_dict(), indent=1))
-    for f in tmp.iterdir():
-        os.replace(f, out / f.name)
-    tmp.rmdir()
+    save_model_folder(out, model, tokenizer, {CLASSIFIER_FILE: info, RUN_FILE: settings.to_dict()})
 
 
 def _card(name, settings, hparams, train_metrics, eval_metrics, command, labels) -> str:

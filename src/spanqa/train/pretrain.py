@@ -19,10 +19,8 @@ over its masked tokens (as `BertForPreTraining` computes it) plus the mean NSP l
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -461,19 +459,10 @@ def _sequences(spec: str, split: str, tokenizer, settings, limit: int) -> Sequen
 
 
 def _save_encoder(out: Path, model, tokenizer, settings, eval_metrics: dict) -> None:
-    """The pretrained model (HF format, heads included) and tokenizer, moved in atomically."""
-    from spanqa.train.run import RUN_FILE
+    """The pretrained model (HF format, heads included), tokenizer and `spanqa_pretrain.json`."""
+    from spanqa.train.run import RUN_FILE, save_model_folder
 
-    tmp = out / f".tmp-final-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    with quiet_transformers():
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
     info = {"task": "pretraining", "base": settings.run.model, "init_weights": settings.extra.init_weights,
             "max_seq_length": settings.data.max_seq_length,
             "eval": {k: v for k, v in eval_metrics.items() if isinstance(v, (int, float))}}
-    (tmp / PRETRAIN_FILE).write_text(json.dumps(info, indent=1))
-    (tmp / RUN_FILE).write_text(json.dumps(settings.to_dict(), indent=1))
-    for f in tmp.iterdir():
-        os.replace(f, out / f.name)
-    tmp.rmdir()
+    save_model_folder(out, model, tokenizer, {PRETRAIN_FILE: info, RUN_FILE: settings.to_dict()})

@@ -437,12 +437,7 @@ class _Hooks:
 
 
 def _save_reader(out: Path, model, tokenizer, settings: TrainSettings, allow_null: bool, evaluator, eval_metrics) -> None:
-    """The model and tokenizer in Hugging Face format plus spanqa's inference settings, moved in atomically."""
-    tmp = out / f".tmp-final-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    with quiet_transformers():
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
+    """The reader folder: model, tokenizer and spanqa's inference settings (`spanqa_reader.json`)."""
     decode = dataclasses.asdict(settings.decode)
     if evaluator is not None and allow_null:
         decode["null_score_diff_threshold"] = evaluator.null_threshold
@@ -453,8 +448,19 @@ def _save_reader(out: Path, model, tokenizer, settings: TrainSettings, allow_nul
         "decode": decode,
         "eval": {k: v for k, v in eval_metrics.items() if isinstance(v, (int, float))},
     }
-    (tmp / READER_FILE).write_text(json.dumps(reader, indent=1))
-    (tmp / RUN_FILE).write_text(json.dumps(settings.to_dict(), indent=1))
+    save_model_folder(out, model, tokenizer, {READER_FILE: reader, RUN_FILE: settings.to_dict()})
+
+
+def save_model_folder(out: Path, model, tokenizer, files: dict[str, dict]) -> None:
+    """Model and tokenizer in Hugging Face format plus spanqa's JSON `files`, written to a temporary folder
+    beside `out` and moved in file by file (a crash never leaves a half-written model file)."""
+    tmp = out / f".tmp-final-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    with quiet_transformers():
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+    for name, content in files.items():
+        (tmp / name).write_text(json.dumps(content, indent=1))
     for f in tmp.iterdir():
         os.replace(f, out / f.name)
     tmp.rmdir()
