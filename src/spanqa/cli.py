@@ -171,7 +171,9 @@ def _run_training(args: argparse.Namespace, extra: tuple = (), runner: str = "tr
     recipe = load_recipe(args.config, extra) if args.config else {}
     flags = {k: v for k, v in vars(args).items() if k not in ("config", "func", "command", "verbose")}
     settings = resolve(recipe, flags, extra)
-    if settings.run.task != "classification" and type(settings.extra).__name__ == "ClassifyConfig":
+    from spanqa.train.classify import ClassifyConfig
+
+    if settings.run.task != "classification" and isinstance(settings.extra, ClassifyConfig):
         settings = dataclasses.replace(settings, extra=None)  # classification columns mean nothing to a reader
     if settings.distill is not None and not settings.distill.teacher:
         raise SpanqaError("--teacher is required: the reader to distil from.")

@@ -5,6 +5,7 @@ Shared by evaluation during training, `spanqa predict` and the `Reader`.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Iterator
 
 import torch
@@ -55,6 +56,17 @@ def predict_features(
     finally:
         if was_training:
             model.train()
+
+
+@contextlib.contextmanager
+def evaluating(model):
+    """Eval mode for the block (dropout off), the model's own mode restored after it."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 def model_device(model) -> torch.device:

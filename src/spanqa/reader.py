@@ -83,7 +83,10 @@ class Reader:
         """
         dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         path = resolve_model_path(path_or_name)
-        for marker, what in (("spanqa_pretrain.json", "a pretrained encoder"), ("spanqa_classifier.json", "a classifier")):
+        from spanqa.train.classify import CLASSIFIER_FILE
+        from spanqa.train.pretrain import PRETRAIN_FILE
+
+        for marker, what in ((PRETRAIN_FILE, "a pretrained encoder"), (CLASSIFIER_FILE, "a classifier")):
             if (Path(path) / marker).exists():
                 raise SpanqaError(f"{path_or_name}: holds {what}, not a reader (no trained span head); "
                                   f"make a reader of it with: spanqa train --model {path_or_name} --train-data ...")

@@ -22,30 +22,41 @@ def is_saved_dataset(path: Path) -> bool:
 
 def load_saved(path: Path, split: str) -> QADataset:
     """Read a `save_to_disk` folder; a `DatasetDict` gives `split`."""
-    import datasets
-
-    try:
-        ds = datasets.load_from_disk(str(path))
-    except Exception as exc:  # datasets raises several types for unreadable folders
-        raise SpanqaError(f"{path}: not a readable Hugging Face dataset folder ({exc}).") from None
-    return _to_dataset(_pick_split(ds, split, str(path)), str(path))
+    return _to_dataset(open_dataset(str(path), split), str(path))
 
 
 def load_hub(spec: str, split: str) -> QADataset:
     """Load `NAME` or `NAME:SPLIT` from the Hugging Face hub (needs the network or a warm cache)."""
+    name, _, named_split = spec.partition(":")
+    return _to_dataset(open_dataset(spec, split), f"{name}:{named_split or split}")
+
+
+def open_dataset(spec: str, split: str, config: str = ""):
+    """A `datasets.Dataset` from a `save_to_disk` folder (a `DatasetDict` gives `split`) or from the hub
+    (`NAME` or `NAME:SPLIT`, with an optional configuration such as `sst2`): QA data, text corpora and
+    classification rows all come in through here.
+
+    Raises:
+        SpanqaError: an unreadable folder, a missing split, or a hub dataset that cannot be loaded.
+    """
     import datasets
 
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        try:
+            ds = datasets.load_from_disk(str(path))
+        except Exception as exc:  # datasets raises several types for unreadable folders
+            raise SpanqaError(f"{path}: not a readable Hugging Face dataset folder ({exc}).") from None
+        return _pick_split(ds, split, str(path))
     name, _, named_split = spec.partition(":")
-    split = named_split or split
     try:
-        ds = datasets.load_dataset(name, split=split)
+        return datasets.load_dataset(name, config or None, split=named_split or split)
     except Exception as exc:
         raise SpanqaError(
             f"{spec}: not a file or folder, and loading it from the Hugging Face hub failed ({exc}). "
             "Offline? Save it with `datasets.load_dataset(...).save_to_disk(DIR)` where there is network "
             "and pass DIR."
         ) from None
-    return _to_dataset(ds, f"{name}:{split}")
 
 
 def _pick_split(ds, split: str, source: str):

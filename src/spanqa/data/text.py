@@ -78,20 +78,9 @@ def _split_documents(text: str, path: Path) -> list[list[str]]:
 
 
 def _dataset_documents(name: str, split: str) -> list[list[str]]:
-    import datasets
+    from spanqa.data.hf import open_dataset
 
-    try:
-        if Path(name).expanduser().is_dir():
-            data = datasets.load_from_disk(str(Path(name).expanduser()))
-            if isinstance(data, datasets.DatasetDict):
-                data = data[split]
-        else:
-            data = datasets.load_dataset(name, split=split)
-    except (FileNotFoundError, ValueError, KeyError, ConnectionError, OSError) as exc:
-        raise SpanqaError(
-            f"{name}: could not read it as a text file, a saved dataset folder or a hub dataset "
-            f"({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__})."
-        ) from None
+    data = open_dataset(name, split)
     if "text" not in data.column_names:
         raise SpanqaError(f"{name}: the dataset has no 'text' column (columns: {', '.join(data.column_names)}).")
     docs = [[s.strip() for s in str(t).split("\n") if s.strip()] for t in data["text"]]

@@ -57,3 +57,9 @@ def eval_batches(example_index: np.ndarray, lengths: np.ndarray, max_windows: in
     if current:
         batches.append(np.concatenate(current))
     return batches
+
+
+def sorted_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Batches of row indices in length order (inference: the least padding), each up to `batch_size`."""
+    order = np.argsort(lengths, kind="stable")
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]

@@ -26,7 +26,9 @@ from spanqa.data.io import iter_jsonl, read_text
 from spanqa.errors import SpanqaError
 from spanqa.models.hub import resolve_model_path
 from spanqa.models.reader_model import model_inputs, quiet_transformers
+from spanqa.inference import evaluating
 from spanqa.precision import autocast
+from spanqa.train.batches import sorted_batches
 
 CLASSIFIER_FILE = "spanqa_classifier.json"
 
@@ -102,18 +104,9 @@ def _file_records(path: Path):
 
 
 def _dataset_records(spec: str, split: str, config: str):
-    import datasets
+    from spanqa.data.hf import open_dataset
 
-    name, _, named_split = spec.partition(":")
-    try:
-        if Path(name).expanduser().is_dir():
-            data = datasets.load_from_disk(str(Path(name).expanduser()))
-            data = data[named_split or split] if isinstance(data, datasets.DatasetDict) else data
-        else:
-            data = datasets.load_dataset(name, config or None, split=named_split or split)
-    except Exception as exc:  # datasets raises many types for missing or unreachable data
-        raise SpanqaError(f"{spec}: not a CSV/TSV/JSONL file, a dataset folder or a reachable hub dataset ({exc}).") from None
-    for i, row in enumerate(data):
+    for i, row in enumerate(open_dataset(spec, split, config)):
         yield f"row {i}", row
 
 
@@ -151,7 +144,7 @@ def encode(rows: Rows, tokenizer, max_len: int, label_ids: dict) -> Encoded:
                               f"{sorted(label_ids, key=str)}.")
     enc = tokenizer(rows.texts, rows.pairs, truncation=True, max_length=max_len)
     ids = [np.asarray(x, np.int32) for x in enc["input_ids"]]
-    types = [np.asarray(x, np.int8) for x in enc.get("token_type_ids", [np.zeros(len(x)) for x in ids])]
+    types = [np.asarray(x, np.int8) for x in enc["token_type_ids"]] if "token_type_ids" in enc else [np.zeros(len(x)) for x in ids]
     offsets = np.concatenate([[0], np.cumsum([len(x) for x in ids])]).astype(np.int64)
     return Encoded(np.concatenate(ids), np.concatenate(types).astype(np.int8), offsets,
                    np.asarray([label_ids[lab] for lab in rows.labels], np.int64))
@@ -181,21 +174,16 @@ class ClassificationEvaluator:
     @torch.inference_mode()
     def __call__(self, model) -> dict:
         t0 = time.perf_counter()
-        was_training = model.training
-        model.eval()
         device = next(model.parameters()).device
-        order = np.argsort(self.data.lengths, kind="stable")
         correct, loss = 0, 0.0
-        try:
-            for lo in range(0, len(order), self.batch_size):
-                batch = self.data.pad(order[lo : lo + self.batch_size], self.pad_id)
+        with evaluating(model):
+            for rows in sorted_batches(self.data.lengths, self.batch_size):
+                batch = self.data.pad(rows, self.pad_id)
                 with autocast(self.precision, device):
                     logits = model(**model_inputs(batch, self.input_names, device)).logits.float()
                 labels = torch.as_tensor(batch["labels"]).to(device)
                 loss += float(F.cross_entropy(logits, labels, reduction="sum"))
                 correct += int((logits.argmax(-1) == labels).sum())
-        finally:
-            model.train(was_training)
         runtime = time.perf_counter() - t0
         n = len(self.data)
         return {"eval_accuracy": correct / n, "eval_loss": loss / n, "eval_samples": n, "eval_runtime": runtime,
@@ -220,15 +208,12 @@ def train_classifier(settings, command: str = "") -> dict:
     """`spanqa train --task classification` end to end; returns all_results."""
     from spanqa.inference import input_names_for
     from spanqa.models.hub import load_tokenizer
-    from spanqa.train.run import Task, check_output_dir, fit, start
-    from spanqa.train.tracking import check_tracker
+    from spanqa.train.run import Task, fit, start
 
     run, cfg = settings.run, settings.extra
-    out = check_output_dir(settings)
-    check_tracker(run.report_to)
     if not run.train_data:
         raise SpanqaError("--train-data is required (CSV/TSV/JSONL, a dataset folder or a hub dataset).")
-    acc, precision = start(settings)
+    out, acc, precision = start(settings)
     train_rows = _limit(read_rows(run.train_data, run.train_split, cfg), run.max_train_samples)
     labels = sorted(set(train_rows.labels), key=lambda x: (isinstance(x, str), x))
     if len(labels) < 2:

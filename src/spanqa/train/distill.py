@@ -13,7 +13,6 @@ KL(p || q) = 0.881 ln(0.881/0.5) + 0.119 ln(0.119/0.5) = 0.499 - 0.171 = 0.3278.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,9 @@ import torch.nn.functional as F
 from spanqa.config import _f
 from spanqa.errors import SpanqaError
 from spanqa.models.reader_model import mask_padding, model_inputs, span_loss
+from spanqa.inference import evaluating
 from spanqa.precision import autocast
+from spanqa.train.batches import sorted_batches
 
 log = logging.getLogger(__name__)
 
@@ -101,11 +102,8 @@ class TeacherLogits:
         start = np.lib.format.open_memmap(folder / ".teacher_start.npy", mode="w+", dtype=np.float16, shape=(total,))
         end = np.lib.format.open_memmap(folder / ".teacher_end.npy", mode="w+", dtype=np.float16, shape=(total,))
         device = next(teacher.parameters()).device
-        teacher.eval()
-        order = np.argsort(features.lengths, kind="stable")
-        with torch.inference_mode():
-            for i in range(0, len(order), batch_size):
-                rows = order[i : i + batch_size]
+        with torch.inference_mode(), evaluating(teacher):
+            for rows in sorted_batches(features.lengths, batch_size):
                 batch = features.pad(rows, pad_id)
                 with autocast(precision, device):
                     out = teacher(**model_inputs(batch, input_names, device))
@@ -182,30 +180,27 @@ class DistillObjective:
         device = next(model.parameters()).device
         hidden = self.config.hidden_loss_weight > 0
         inputs = model_inputs(batch, self.input_names, device)
-        out = model(**inputs, output_hidden_states=True) if hidden else model(**inputs)
+        out = model(**inputs, output_hidden_states=hidden)
         labels = model_inputs(batch, ["start_positions", "end_positions", "attention_mask"], device)
-        if hidden:
-            with torch.no_grad():
-                t_out = self.teacher(**inputs, output_hidden_states=True)
-            t_start, t_end = t_out.start_logits.float(), t_out.end_logits.float()
-        else:
-            t_start, t_end = self._teacher(batch, device, out.start_logits.shape[1])
+        t_start, t_end, t_states = self._teacher(batch, inputs, out.start_logits.shape[1], hidden)
         loss = distill_loss(
             out.start_logits, out.end_logits, t_start, t_end, labels["start_positions"], labels["end_positions"],
             labels["attention_mask"], self.config.temperature, self.config.distillation_loss_weight,
         )
         if hidden:
             loss = loss + self.config.hidden_loss_weight * hidden_loss(
-                out.hidden_states, t_out.hidden_states, self.layers, labels["attention_mask"])
+                out.hidden_states, t_states, self.layers, labels["attention_mask"])
         return loss
 
-    def _teacher(self, batch, device, width: int):
-        if self.cache is not None:
+    def _teacher(self, batch, inputs, width: int, hidden: bool):
+        """(start, end, hidden states or None) of the teacher: from the cache, or a live forward."""
+        if self.cache is not None and not hidden:
             t_start, t_end = self.cache.gather(self.features, batch["rows"], width)
-            return t_start.to(device), t_end.to(device)
+            device = inputs["input_ids"].device
+            return t_start.to(device), t_end.to(device), None
         with torch.no_grad():
-            out = self.teacher(**model_inputs(batch, self.input_names, device))
-        return out.start_logits.float(), out.end_logits.float()
+            out = self.teacher(**inputs, output_hidden_states=hidden)
+        return out.start_logits.float(), out.end_logits.float(), out.hidden_states if hidden else None
 
 
 def layer_list(model) -> tuple[object, str, torch.nn.ModuleList]:
@@ -219,6 +214,11 @@ def layer_list(model) -> tuple[object, str, torch.nn.ModuleList]:
     raise SpanqaError(f"--student-layers: cannot find the transformer layers of a {type(model).__name__}.")
 
 
+def evenly_spaced(n: int, keep: int) -> list[int]:
+    """`keep` evenly spaced indices of n layers, first and last included. Worked example: 6, 3 -> [0, 2, 5]."""
+    return sorted({int(round(i)) for i in np.linspace(0, n - 1, keep)})
+
+
 def shrink_layers(model, keep: int) -> list[int]:
     """Keep `keep` evenly spaced layers (first and last included), in place; returns their indices.
 
@@ -228,7 +228,7 @@ def shrink_layers(model, keep: int) -> list[int]:
     n = len(layers)
     if not 1 <= keep <= n:
         raise SpanqaError(f"--student-layers {keep}: the teacher has {n} layers; expected 1..{n}.")
-    chosen = sorted({int(round(i)) for i in np.linspace(0, n - 1, keep)})
+    chosen = evenly_spaced(n, keep)
     setattr(parent, attr, torch.nn.ModuleList([layers[i] for i in chosen]))
     for key in ("num_hidden_layers", "n_layers"):
         if hasattr(model.config, key):
@@ -250,7 +250,3 @@ def check_same_tokenizer(teacher_tok, student_tok) -> None:
             "teacher and student tokenizers differ, so their windows do not align token for token; "
             "distil between models of the same tokenizer family (e.g. --student-layers N from the teacher)."
         )
-
-
-def settings_dict(config: DistillConfig) -> dict:
-    return dataclasses.asdict(config)

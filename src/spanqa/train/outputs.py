@@ -91,8 +91,7 @@ def model_card(name: str, settings: dict, hparams: dict, train_metrics: dict, ev
     )
     summary = (f"This model is a fine-tuned version of `{settings['model']}` on `{settings['train_data']}` for extractive "
                f"question answering, trained with spanqa.{headline}")
-    unit = "questions"
-    return card(name, summary, about, settings, hparams, train_metrics, eval_metrics, command, unit)
+    return card(name, summary, about, settings, hparams, train_metrics, eval_metrics, command, "questions")
 
 
 def pretrain_card(name: str, settings: dict, hparams: dict, train_metrics: dict, eval_metrics: dict, command: str) -> str:

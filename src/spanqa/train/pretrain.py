@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +36,9 @@ from spanqa.errors import SpanqaError
 from spanqa.features import PairTemplate, padded_slots, plain_backend
 from spanqa.models.hub import load_tokenizer, resolve_model_path
 from spanqa.models.reader_model import quiet_transformers
+from spanqa.inference import evaluating
 from spanqa.precision import autocast
+from spanqa.train.batches import sorted_batches
 from spanqa.train.masking import IGNORE, mask_tokens
 
 log = logging.getLogger(__name__)
@@ -350,24 +354,16 @@ class PretrainEvaluator:
 
     @torch.inference_mode()
     def __call__(self, model) -> dict:
-        import math
-        import time
-
         t0 = time.perf_counter()
         loss = PretrainLoss(self.tokenizer, self.config, torch.Generator().manual_seed(self.seed))
-        was_training = model.training
-        model.eval()
         totals = dict.fromkeys(("mlm_loss_sum", "masked", "mlm_correct", "nsp_loss_sum", "nsp_correct", "sequences"), 0.0)
         device = next(model.parameters()).device
-        order = np.argsort(self.data.lengths, kind="stable")
-        try:
-            for lo in range(0, len(order), self.batch_size):
+        with evaluating(model):
+            for rows in sorted_batches(self.data.lengths, self.batch_size):
                 with autocast(self.precision, device):
-                    loss(model, self.data.pad(order[lo : lo + self.batch_size], self.tokenizer.pad_token_id or 0))
+                    loss(model, self.data.pad(rows, self.tokenizer.pad_token_id or 0))
                 for k, v in loss.last.items():
                     totals[k] += v
-        finally:
-            model.train(was_training)
         mlm = totals["mlm_loss_sum"] / max(totals["masked"], 1)
         out = {"eval_mlm_loss": mlm, "eval_perplexity": math.exp(min(mlm, 50)),
                "eval_mlm_accuracy": totals["mlm_correct"] / max(totals["masked"], 1)}
@@ -411,16 +407,13 @@ def load_pretraining_model(name: str, init: str, nsp: bool, overrides: dict, voc
 def pretrain(settings, command: str = "") -> dict:
     """Run `spanqa pretrain` end to end; returns all_results."""
     from spanqa.train import outputs
-    from spanqa.train.run import Task, check_output_dir, fit, start
-    from spanqa.train.tracking import check_tracker
+    from spanqa.train.run import Task, fit, start
 
-    out = check_output_dir(settings)
-    check_tracker(settings.run.report_to)
     run, cfg = settings.run, settings.extra
     if not run.train_data:
         raise SpanqaError("--train-data is required: text files (one sentence per line, blank lines between "
                           "documents), a saved dataset folder or a hub dataset with a 'text' column.")
-    acc, precision = start(settings)
+    out, acc, precision = start(settings)
     tokenizer = load_tokenizer(cfg.tokenizer or run.model)
     model = SparseMLM(load_pretraining_model(run.model, cfg.init_weights, cfg.next_sentence_prediction,
                                              run.overrides(), len(tokenizer)))

@@ -29,7 +29,7 @@ from spanqa.reader import READER_FILE
 from spanqa.train import outputs
 from spanqa.train.checkpoint import list_checkpoints, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from spanqa.train.config import TrainSettings
-from spanqa.train.distill import DistillObjective, TeacherLogits, check_same_tokenizer, layer_map, shrink_layers
+from spanqa.train.distill import DistillObjective, TeacherLogits, check_same_tokenizer, evenly_spaced, layer_map, shrink_layers
 from spanqa.train.loop import LoopParts, TrainState, plan_steps, train_loop
 from spanqa.train.optim import build_optimizer, build_schedule
 from spanqa.train.tracking import check_tracker, make_tracker
@@ -169,9 +169,7 @@ def prob_to_score_diff(p: float) -> float:
 
 def train(settings: TrainSettings, command: str = "") -> dict:
     """Run `spanqa train` (or `spanqa distill`) end to end; returns all_results."""
-    out = check_output_dir(settings)
-    check_tracker(settings.run.report_to)
-    acc, precision = start(settings)
+    out, acc, precision = start(settings)
     model, tokenizer = _student(settings)
     train_set, dev_set = load_data(settings)
     allow_null = wants_null(settings, train_set, dev_set)
@@ -216,15 +214,18 @@ class Task:
 
 
 def start(settings: TrainSettings):
-    """(Accelerator, resolved precision), with the seed set for new weights."""
+    """What every task does first: (the checked output folder, Accelerator, resolved precision), the tracker
+    checked and the seed set for new weights."""
     from accelerate import Accelerator
 
+    out = check_output_dir(settings)
+    check_tracker(settings.run.report_to)
     acc = Accelerator(cpu=not torch.cuda.is_available())
     precision = resolve_precision(settings.optim.precision, acc.device)
     if acc.is_main_process:
         log.info("precision: %s", describe(precision, acc.device))
     torch.manual_seed(settings.optim.seed)
-    return acc, precision
+    return out, acc, precision
 
 
 def fit(settings: TrainSettings, acc, precision: str, task: Task, out: Path) -> dict:
@@ -286,7 +287,6 @@ def _student(settings: TrainSettings):
         model = load_qa_model(distill.teacher, run.overrides())
         kept = shrink_layers(model, distill.student_layers)
         log.info("student: %d of the teacher's layers %s", len(kept), kept)
-        model.spanqa_kept_layers = kept  # for the hidden-state layer map; not saved (not a module or config)
         return model, load_tokenizer(distill.teacher)
     model, tokenizer = load_qa_model(run.model, run.overrides()), load_tokenizer(run.model)
     if distill is not None:
@@ -294,14 +294,15 @@ def _student(settings: TrainSettings):
     return model, tokenizer
 
 
-def _hidden_layer_map(student, teacher) -> list[int]:
+def _hidden_layer_map(student, teacher, student_layers: int) -> list[int]:
     """Which teacher hidden state each student hidden state learns from (same width required)."""
     widths = (student.config.hidden_size, teacher.config.hidden_size)
     if widths[0] != widths[1]:
         raise SpanqaError(f"--hidden-loss-weight: the student's hidden size {widths[0]} differs from the teacher's "
                           f"{widths[1]}; hidden-state distillation needs equal widths (e.g. --student-layers N).")
-    kept = getattr(student, "spanqa_kept_layers", None)
-    return layer_map(student.config.num_hidden_layers, teacher.config.num_hidden_layers, kept)
+    n = teacher.config.num_hidden_layers
+    kept = evenly_spaced(n, student_layers) if student_layers else None  # the layers `shrink_layers` kept
+    return layer_map(student.config.num_hidden_layers, n, kept)
 
 
 def _objective(settings: TrainSettings, features, tokenizer, acc, out: Path, precision: str, student=None):
@@ -313,12 +314,12 @@ def _objective(settings: TrainSettings, features, tokenizer, acc, out: Path, pre
             log.info("distillation_loss_weight 0: the student trains on the gold spans only (no teacher run)")
         return QALoss(names)
     teacher = load_qa_model(distill.teacher).to(acc.device)
-    if distill.hidden_loss_weight > 0:
-        layers = _hidden_layer_map(student, teacher)
-        log.info("hidden-state distillation: student states <- teacher states %s (the teacher runs every batch)", layers)
+    if distill.hidden_loss_weight > 0 or not distill.cache_teacher_logits:
+        layers = None
+        if distill.hidden_loss_weight > 0:
+            layers = _hidden_layer_map(student, teacher, distill.student_layers)
+            log.info("hidden-state distillation: student states <- teacher states %s (the teacher runs every batch)", layers)
         return DistillObjective(distill, names, features, teacher=teacher.eval(), layers=layers)
-    if not distill.cache_teacher_logits:
-        return DistillObjective(distill, names, features, teacher=teacher.eval())
     folder = out / "teacher_logits"
     if acc.is_main_process and not (folder / "teacher_end.npy").exists():
         t0 = time.perf_counter()
@@ -361,7 +362,7 @@ class _Hooks:
             log.info("step %d: %s", step, "  ".join(
                 f"{k[5:]} {metrics[k]:.4g}" for k in dict.fromkeys(("eval_exact_match", "eval_f1", key)) if k in metrics))
             if self._improved(metrics):
-                self.state.best_metric = metrics[self._metric_key()]
+                self.state.best_metric = metrics[key]
                 self.state.best_checkpoint = f"checkpoint-{step}"
         self.acc.wait_for_everyone()
         if self.state.best_checkpoint == f"checkpoint-{step}":
