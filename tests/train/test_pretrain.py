@@ -109,8 +109,7 @@ def test_packed_sequences_are_full_and_keep_every_token_in_order(corpus_file, wo
 def test_nsp_pairs_are_half_random_and_real_pairs_continue_their_document(corpus_file, wordpiece, tmp_path):
     corpus = tokenize_corpus([str(corpus_file)], wordpiece, tmp_path)
     seq = nsp_sequences(corpus, 128, wordpiece, short_seq_prob=0.1, seed=0)
-    assert seq.lengths.max() <= 128
-    assert 0.35 < seq.nsp_label.mean() < 0.65  # one-sentence chunks always take a random B, as in BERT
+    assert seq.lengths.max() <= 128 and 0 < seq.nsp_label.mean() < 1
     text = corpus.ids.tobytes()
     for i in np.flatnonzero(seq.nsp_label == 0)[:20]:
         lo, hi = seq.offsets[i], seq.offsets[i + 1]
@@ -118,6 +117,19 @@ def test_nsp_pairs_are_half_random_and_real_pairs_continue_their_document(corpus
         a, b = ids[~special & (types == 0)], ids[~special & (types == 1)]
         at_a, at_b = text.find(a.tobytes()), text.find(b.tobytes())  # pairs may be trimmed at either end
         assert len(a) and len(b) and 0 <= at_a < at_b <= at_a + 4 * (len(a) + len(b) + 8)  # B follows A
+
+
+def test_nsp_takes_a_random_next_segment_half_the_time(wordpiece):
+    """On documents of many short sentences every chunk has two or more sentences, so the share of random
+    next segments is BERT's coin flip (one-sentence chunks, which always take a random B, never occur)."""
+    from spanqa.data.text import TokenizedCorpus
+
+    docs, sentences, tokens = 200, 20, 5
+    n = docs * sentences
+    corpus = TokenizedCorpus(np.arange(n * tokens, dtype=np.int32) % 1000 + 10, np.ones(n * tokens, bool),
+                             np.arange(n + 1, dtype=np.int64) * tokens, np.repeat(np.arange(docs), sentences).astype(np.int32))
+    seq = nsp_sequences(corpus, 64, wordpiece, short_seq_prob=0.0, seed=0)
+    assert len(seq) > 250 and 0.4 < seq.nsp_label.mean() < 0.6
 
 
 def test_pretrain_phase1_then_phase2_then_fine_tune(corpus_file, tiny_model, tmp_path, caplog):
