@@ -6,7 +6,6 @@ Errors the user can fix (`SpanqaError`) print as one paragraph on stderr with ex
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import sys
@@ -15,7 +14,6 @@ from typing import Callable
 
 from spanqa.config import DataConfig, add_dataclass_args, from_args
 from spanqa.errors import SpanqaError
-
 
 
 def asset(name: str) -> str:
@@ -81,6 +79,7 @@ def cmd_data_contexts(args: argparse.Namespace) -> int:
 
 
 QUICKSTART = {
+    "command": "train",
     "model": "minilm-l6",
     "train_data": "asset:squad-v1.1-train-sample.json.gz",
     "eval_data": "asset:squad-v1.1-dev-sample.json.gz",
@@ -101,6 +100,7 @@ QUICKSTART = {
     "logging_steps": 10,
     "save_steps": 0,
     "report_to": "tensorboard",
+    "max_time": 480.0,
 }
 
 
@@ -113,17 +113,20 @@ def quickstart_recipe() -> dict:
 def cmd_quickstart(args: argparse.Namespace) -> int:
     from spanqa.data import load_examples
     from spanqa.reader import Reader
-    from spanqa.train.config import resolve
-    from spanqa.train.run import train
+    from spanqa.tasks.reader import ReaderSettings, train
 
     recipe = quickstart_recipe()
-    if args.output_dir:
-        recipe["output_dir"] = args.output_dir
+    for key in ("output_dir", "max_time"):
+        if getattr(args, key) is not None:
+            recipe[key] = getattr(args, key)
+    budget = f", at most {recipe['max_time'] / 60:.0f} min of training" if recipe["max_time"] else ""
     print("spanqa quickstart: fine-tune all-MiniLM-L6-v2 on 3,005 SQuAD v1.1 questions, evaluate on 870, "
-          f"then answer a question. Output: {recipe['output_dir']}", flush=True)
-    results = train(resolve(recipe, {}), command="spanqa quickstart")
+          f"then answer a question{budget}. Output: {recipe['output_dir']}", flush=True)
+    results = train(ReaderSettings.resolve(recipe, {}), command="spanqa quickstart")
+    stopped = " (stopped at the time budget)" if results.get("stopped_at_time_budget") else ""
     print(f"\ndev sample: EM {results['eval_exact_match']:.2f}  F1 {results['eval_f1']:.2f}  "
-          f"({results['train_runtime']:.0f} s training at {results['train_samples_per_second']:.1f} windows/s)")
+          f"({results['train_runtime']:.0f} s training, {results['total_steps']} steps{stopped}, "
+          f"{results['train_samples_per_second']:.1f} windows/s)")
     example = load_examples(recipe["eval_data"]).examples[0]
     best = Reader.load(recipe["output_dir"]).answer(example.question, example.context)[0]
     print(f"\nQ: {example.question}\nA: {best.text}   (gold: {example.answers[0].text})")
@@ -164,100 +167,79 @@ def _data_parser(sub) -> None:
     c.set_defaults(func=cmd_data_contexts)
 
 
-def _run_training(args: argparse.Namespace, extra: tuple = (), runner: str = "train") -> int:
-    """`train`, `distill` and `pretrain`: recipe + flags -> settings -> the one training loop."""
-    from spanqa.train.config import load_recipe, resolve
+# Training subcommands: {subcommand: (module, settings class, help)}. The settings class lists the config
+# dataclasses (its fields become the flags); the module's `build(settings, run, command)` makes the `Task`
+# that the one engine (`spanqa.train.engine.fit`) runs.
+TASKS = {
+    "train": ("spanqa.tasks.reader", "ReaderSettings", "fine-tune an encoder into a reader (flags override --config)"),
+    "distill": ("spanqa.tasks.reader", "DistillSettings", "distil a teacher reader into a smaller student"),
+    "classify": ("spanqa.tasks.classify", "ClassifySettings",
+                 "fine-tune a sentence (pair) classifier (alias: train --task classification)"),
+    "pretrain": ("spanqa.tasks.pretrain", "PretrainSettings",
+                 "pretrain an encoder: masked LM (+ next-sentence prediction), LAMB, phases"),
+}
 
-    recipe = load_recipe(args.config, extra) if args.config else {}
+
+def _task(name: str):
+    """(settings class, build) of a training subcommand."""
+    import importlib
+
+    module_name, settings_name, _ = TASKS[name]
+    module = importlib.import_module(module_name)
+    return getattr(module, settings_name), module.build
+
+
+def cmd_task(args: argparse.Namespace) -> int:
+    """`train`, `distill`, `classify`, `pretrain`: recipe + flags -> settings -> the task on the engine."""
+    from spanqa.train.engine import fit, start
+
+    settings_cls, build = _task(args.command)
+    recipe = settings_cls.load_recipe(args.config) if args.config else {}
     flags = {k: v for k, v in vars(args).items() if k not in ("config", "func", "command", "verbose")}
-    settings = resolve(recipe, flags, extra)
-    from spanqa.train.classify import ClassifyConfig
-
-    if settings.run.task != "classification" and isinstance(settings.extra, ClassifyConfig):
-        settings = dataclasses.replace(settings, extra=None)  # classification columns mean nothing to a reader
-    if settings.distill is not None and not settings.distill.teacher:
-        raise SpanqaError("--teacher is required: the reader to distil from.")
-    command = "spanqa " + " ".join(sys.argv[1:])
-    if runner == "pretrain":
-        from spanqa.train.pretrain import pretrain
-
-        results = pretrain(settings, command=command)
-    elif settings.run.task == "classification":
-        from spanqa.train.classify import train_classifier
-
-        results = train_classifier(settings, command=command)
-    else:
-        from spanqa.train.run import train
-
-        results = train(settings, command=command)
+    settings = settings_cls.resolve(recipe, flags)
+    run = start(settings)
+    results = fit(settings, run, build(settings, run, "spanqa " + " ".join(sys.argv[1:])))
     if results:
         print(json.dumps(results))
     return 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from spanqa.train.classify import ClassifyConfig
-
-    return _run_training(args, (ClassifyConfig,))
-
-
-def cmd_distill(args: argparse.Namespace) -> int:
-    from spanqa.train.distill import DistillConfig
-
-    return _run_training(args, (DistillConfig,))
-
-
-def cmd_pretrain(args: argparse.Namespace) -> int:
-    from spanqa.train.pretrain import PretrainConfig
-
-    return _run_training(args, (PretrainConfig,), runner="pretrain")
+def _task_parser(name: str):
+    def add(sub) -> None:
+        settings_cls, _ = _task(name)
+        p = sub.add_parser(name, help=TASKS[name][2])
+        p.add_argument("--config", help=f"YAML recipe: a flat mapping of the settings below (command: {name})")
+        for cls in settings_cls.config_classes().values():
+            add_dataclass_args(p, cls, default_none=True)
+        p.set_defaults(func=cmd_task)
+    return add
 
 
-def _pretrain_parser(sub) -> None:
-    from spanqa.train.config import OptimConfig, RunConfig
-    from spanqa.train.pretrain import PretrainConfig
+def task_aliases(argv: list[str]) -> list[str]:
+    """`train --task classification ...` -> `classify ...`; `train --task qa` -> `train`.
 
-    p = sub.add_parser("pretrain", help="pretrain an encoder: masked LM (+ next-sentence prediction), LAMB, phases")
-    p.add_argument("--config", help="YAML recipe: a flat mapping of the settings below")
-    p.add_argument("--max-seq-length", type=int, default=None, help="tokens per sequence, special tokens included (default: 384; phase 1 of BERT: 128, phase 2: 512)")
-    for cls in (PretrainConfig, RunConfig, OptimConfig):
-        add_dataclass_args(p, cls, default_none=True)
-    p.set_defaults(func=cmd_pretrain)
-
-
-def _distill_parser(sub) -> None:
-    from spanqa.config import DecodeConfig
-    from spanqa.train.config import OptimConfig, RunConfig
-    from spanqa.train.distill import DistillConfig
-
-    p = sub.add_parser("distill", help="distil a teacher reader into a smaller student (same loop as train)")
-    p.add_argument("--config", help="YAML recipe: a flat mapping of the settings below")
-    for cls in (DistillConfig, RunConfig, OptimConfig, DataConfig, DecodeConfig):
-        add_dataclass_args(p, cls, default_none=True)
-    p.set_defaults(func=cmd_distill)
-
-
-def _train_parser(sub) -> None:
-    from spanqa.config import DecodeConfig
-    from spanqa.train.config import OptimConfig, RunConfig
-
-    from spanqa.train.classify import ClassifyConfig
-
-    p = sub.add_parser("train", help="fine-tune an encoder into a reader, or a classifier with --task classification "
-                                     "(flags override --config)")
-    p.add_argument("--config", help="YAML recipe: a flat mapping of the settings below")
-    for cls in (RunConfig, OptimConfig, DataConfig, DecodeConfig, ClassifyConfig):
-        add_dataclass_args(p, cls, default_none=True)
-    p.set_defaults(func=cmd_train)
+    Raises:
+        SpanqaError: another --task value.
+    """
+    if not argv or argv[0] != "train":
+        return argv
+    for i, arg in enumerate(argv):
+        value = arg.partition("=")[2] if arg.startswith("--task=") else argv[i + 1] if arg == "--task" and i + 1 < len(argv) else None
+        if value is None:
+            continue
+        rest = argv[1:i] + argv[i + (1 if "=" in arg else 2):]
+        if value == "classification":
+            return ["classify", *rest]
+        if value == "qa":
+            return ["train", *rest]
+        raise SpanqaError(f"--task {value}: expected qa (a reader) or classification (same as `spanqa classify`).")
+    return argv
 
 
 def _load_reader(args: argparse.Namespace):
-    from spanqa.reader import Reader
+    from spanqa.reader import Reader, ReaderConfig
 
-    reader = Reader.load(args.model, device=args.device, precision=args.precision,
-                         null_score_diff_threshold=args.null_score_diff_threshold)
-    reader.batch_size = args.batch_size
-    return reader
+    return Reader.load(args.model, from_args(ReaderConfig, args))
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -314,12 +296,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _reader_args(p) -> None:
+    from spanqa.reader import ReaderConfig
+
     p.add_argument("--model", required=True, help="a reader folder from `spanqa train`, a hub QA model or an alias")
-    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
-    p.add_argument("--precision", default="auto", help="auto (bf16 where the hardware has it), bf16, fp16, fp32")
-    p.add_argument("--batch-size", type=int, default=32, help="windows per forward pass (default: 32)")
-    p.add_argument("--null-score-diff-threshold", type=float,
-                   help="SQuAD v2: override the no-answer threshold tuned at training")
+    add_dataclass_args(p, ReaderConfig)
 
 
 def _predict_parser(sub) -> None:
@@ -357,12 +337,13 @@ def _serve_parser(sub) -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from spanqa.export import compare, export_reader
+    from spanqa.reader import ReaderConfig
 
     out = export_reader(args.model, args.format, args.quantize, args.output)
     print(f"spanqa: wrote {args.format} reader ({args.quantize}) to {out}", file=sys.stderr)
     if args.eval_data != "none":
         data = asset("squad-v1.1-dev-sample.json.gz") if args.eval_data == "sample" else args.eval_data
-        report = compare(args.model, str(out), data, args.max_eval_samples)
+        report = compare(args.model, str(out), data, args.max_eval_samples, from_args(ReaderConfig, args))
         o, e = report["original_fp32"], report["exported"]
         print(f"on {report['questions']} questions: original EM {o['exact']:.2f} F1 {o['f1']:.2f} "
               f"({o['questions_per_second']:.1f} q/s); exported EM {e['exact']:.2f} F1 {e['f1']:.2f} "
@@ -373,7 +354,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def _export_parser(sub) -> None:
     p = sub.add_parser("export", help="export a reader to ONNX (optionally int8) or torch int8")
-    p.add_argument("--model", required=True, help="a reader folder from `spanqa train` (or a hub QA model)")
+    _reader_args(p)
     p.add_argument("--format", default="onnx", help="onnx (ONNX Runtime) or torch (dynamic int8 at load)")
     p.add_argument("--quantize", default="none", help="none or int8 (dynamic quantization of the weights)")
     p.add_argument("--output", required=True, help="a new folder for the exported reader")
@@ -386,12 +367,14 @@ def _export_parser(sub) -> None:
 def _quickstart_parser(sub) -> None:
     p = sub.add_parser("quickstart", help="the main job on the bundled defaults: train, evaluate, answer")
     p.add_argument("--output-dir", help="where the run goes (default: runs/quickstart)")
+    p.add_argument("--max-time", type=float, help=f"training time budget in seconds (default: {QUICKSTART['max_time']:.0f}; "
+                                                  "0 = train the full 2 epochs)")
     p.set_defaults(func=cmd_quickstart)
 
 
 SUBCOMMANDS: list[Callable] = [
-    _quickstart_parser, _train_parser, _distill_parser, _pretrain_parser, _evaluate_parser, _predict_parser, _ask_parser, _serve_parser, _export_parser,
-    _data_parser,
+    _quickstart_parser, *(_task_parser(name) for name in TASKS), _evaluate_parser, _predict_parser, _ask_parser,
+    _serve_parser, _export_parser, _data_parser,
 ]
 
 
@@ -436,6 +419,11 @@ def setup_logging(verbose: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        argv = task_aliases(list(sys.argv[1:] if argv is None else argv))
+    except SpanqaError as exc:
+        print(f"spanqa: error: {exc}", file=sys.stderr)
+        return 2
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     try:

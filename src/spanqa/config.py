@@ -90,13 +90,24 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, default_none:
     hints = get_type_hints(cls)
     group = parser.add_argument_group(cls.__name__)
     for f in dataclasses.fields(cls):
-        kind = hints[f.name]
+        kind, optional = _flag_type(hints[f.name])
         flag = "--" + f.name.replace("_", "-")
-        extra = {"nargs": "?", "const": True, "type": parse_bool} if kind is bool else {"type": kind}
+        if kind is bool and optional:  # None = "as the model says": --allow-null / --no-allow-null
+            extra = {"action": argparse.BooleanOptionalAction}
+        elif kind is bool:
+            extra = {"nargs": "?", "const": True, "type": parse_bool}
+        else:
+            extra = {"type": kind}
         group.add_argument(
             flag, dest=f.name, default=None if default_none else f.default,
             help=f"{f.metadata.get('help', '')} (default: {f.default})".replace("%", "%%"), **extra,
         )
+
+
+def _flag_type(hint) -> tuple[type, bool]:
+    """(the value type, whether None is allowed) of a field hint such as `int`, `bool | None`."""
+    args = [a for a in getattr(hint, "__args__", ()) if a is not type(None)]
+    return (args[0], True) if args else (hint, False)
 
 
 def from_args(cls: type, args: argparse.Namespace) -> Any:

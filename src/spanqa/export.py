@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
+from spanqa.artifacts import ONNX_FILE
 from spanqa.data import load_examples
 from spanqa.errors import SpanqaError
 from spanqa.evaluation import evaluate
-from spanqa.inference import input_names_for
-from spanqa.models.onnx_model import ONNX_FILE, export_onnx, quantize_int8
-from spanqa.reader import READER_FILE, Reader
+from spanqa.models.onnx_model import export_onnx, quantize_int8
+from spanqa.reader import Reader, ReaderConfig
+from spanqa.tokenization import input_names_for
 
 
 def export_reader(model: str, fmt: str, quantize: str, output: str) -> Path:
@@ -32,7 +33,6 @@ def export_reader(model: str, fmt: str, quantize: str, output: str) -> Path:
         stage = Path(tmp) / "reader"
         stage.mkdir()
         reader.tokenizer.save_pretrained(stage)
-        info = dict(reader.info) or {"data": {}, "decode": {}}
         if fmt == "onnx":
             onnx_path = export_onnx(reader.model, input_names_for(reader.tokenizer), Path(tmp) / ONNX_FILE)
             if quantize == "int8":
@@ -41,9 +41,11 @@ def export_reader(model: str, fmt: str, quantize: str, output: str) -> Path:
                 shutil.copy(onnx_path, stage / ONNX_FILE)
         else:
             reader.model.save_pretrained(stage, safe_serialization=True)
-            info["default_precision"] = "int8"
-        info.update({"runtime": "onnxruntime" if fmt == "onnx" else "torch", "quantize": quantize, "exported_from": model})
-        (stage / READER_FILE).write_text(json.dumps(info, indent=1))
+        info = dataclasses.replace(
+            reader.info, runtime="onnxruntime" if fmt == "onnx" else "torch", quantize=quantize, exported_from=model,
+            default_precision="int8" if fmt == "torch" else reader.info.default_precision,
+        )
+        info.save(stage)
         out.parent.mkdir(parents=True, exist_ok=True)
         if out.exists():
             out.rmdir()
@@ -51,17 +53,22 @@ def export_reader(model: str, fmt: str, quantize: str, output: str) -> Path:
     return out
 
 
-def compare(original: str, exported: str, data: str, max_samples: int) -> dict:
-    """EM/F1 and questions/s of the original (fp32) and the exported reader on the same questions."""
+def compare(original: str, exported: str, data: str, max_samples: int, config: ReaderConfig = ReaderConfig()) -> dict:
+    """EM/F1 and questions/s of the original (fp32) and the exported reader on the same questions.
+
+    `config` applies to both (batch size, no-answer settings, windows); precision is fp32 for the original
+    and the exported folder's own for the export.
+    """
     dataset = load_examples(data)
-    dataset = type(dataset)(dataset.examples[:max_samples], dataset.source, dataset.format, dataset.version)
+    dataset = dataclasses.replace(dataset, examples=dataset.examples[:max_samples])
     out = {}
-    for name, reader in (("original_fp32", Reader.load(original, device="cpu", precision="fp32")),
-                         ("exported", Reader.load(exported, device="cpu"))):
+    for name, reader in (("original_fp32", Reader.load(original, config, device="cpu", precision="fp32")),
+                         ("exported", Reader.load(exported, config, device="cpu", precision="auto"))):
         t0 = time.perf_counter()
         preds = reader.predict(dataset.examples)
         seconds = time.perf_counter() - t0
-        scores = evaluate(dataset, {p.id: p.answer for p in preds})
+        na_probs = {p.id: p.na_prob for p in preds} if reader.allow_null else None
+        scores = evaluate(dataset, {p.id: p.answer for p in preds}, na_probs)
         out[name] = {"exact": scores["exact"], "f1": scores["f1"], "questions_per_second": len(preds) / seconds}
     out["f1_change"] = out["exported"]["f1"] - out["original_fp32"]["f1"]
     out["exact_change"] = out["exported"]["exact"] - out["original_fp32"]["exact"]

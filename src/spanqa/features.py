@@ -22,92 +22,21 @@ starts at the first token ending after s and ends at the last token starting bef
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 
 import numpy as np
 
+from spanqa.batching import PAD_ID, Ragged
 from spanqa.config import DataConfig
 from spanqa.data import Example
-from spanqa.errors import SpanqaError
-
-_BACKENDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_TEMPLATES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+from spanqa.tokenization import PairTemplate, plain_backend
 
 # Every char that str.isspace() accepts; offsets are trimmed of these.
 _SPACE_CODEPOINTS = np.array([c for c in range(0x3001) if chr(c).isspace()], dtype=np.uint32)
 
 
 @dataclass(frozen=True)
-class PairTemplate:
-    """Where special tokens go around a (first, second) pair, read off the tokenizer itself.
-
-    A window is prefix + first + middle + second + suffix, with a token type per part.
-    `question_first` is False for tokenizers that pad on the left (the context comes first).
-    """
-
-    prefix: np.ndarray
-    middle: np.ndarray
-    suffix: np.ndarray
-    types: tuple[int, int, int, int, int]
-    question_first: bool
-    cls_id: int | None
-
-    @property
-    def num_special(self) -> int:
-        return len(self.prefix) + len(self.middle) + len(self.suffix)
-
-    @classmethod
-    def from_tokenizer(cls, tokenizer) -> PairTemplate:
-        cached = _TEMPLATES.get(tokenizer)
-        if cached is None or cached[0] != (len(tokenizer), tokenizer.padding_side):
-            cached = ((len(tokenizer), tokenizer.padding_side), cls._read(tokenizer))
-            _TEMPLATES[tokenizer] = cached
-        return cached[1]
-
-    @classmethod
-    def _read(cls, tokenizer) -> PairTemplate:
-        enc = plain_backend(tokenizer).encode("a", "b", add_special_tokens=True)
-        seq = [-1 if s is None else s for s in enc.sequence_ids]
-        ids, types = np.asarray(enc.ids, dtype=np.int32), enc.type_ids
-        first = [i for i, s in enumerate(seq) if s == 0]
-        second = [i for i, s in enumerate(seq) if s == 1]
-        if not first or not second:
-            raise SpanqaError("the tokenizer does not encode sentence pairs; a QA reader needs them.")
-        parts = (ids[: first[0]], ids[first[-1] + 1 : second[0]], ids[second[-1] + 1 :])
-        part_type = lambda lo, hi, fallback: types[lo] if lo < hi else fallback  # noqa: E731
-        type_of = (
-            part_type(0, first[0], types[first[0]]),
-            types[first[0]],
-            part_type(first[-1] + 1, second[0], types[second[0]]),
-            types[second[0]],
-            part_type(second[-1] + 1, len(ids), types[second[0]]),
-        )
-        cls_id = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else None
-        return cls(*parts, type_of, tokenizer.padding_side != "left", cls_id)
-
-
-def plain_backend(tokenizer):
-    """A copy of the tokenizer's Rust backend with its stored truncation and padding turned off.
-
-    Some tokenizer.json files carry `truncation: 128` and fixed padding (all-MiniLM-L6-v2 does); left on,
-    they would silently cut every context at 128 tokens. The copy is made once per tokenizer object and
-    vocabulary size (serialising a 30k-word vocabulary costs more than answering a question).
-    """
-    from tokenizers import Tokenizer
-
-    cached = _BACKENDS.get(tokenizer)
-    if cached is not None and cached[0] == len(tokenizer):
-        return cached[1]
-    backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
-    backend.no_truncation()
-    backend.no_padding()
-    _BACKENDS[tokenizer] = (len(tokenizer), backend)
-    return backend
-
-
-@dataclass(frozen=True)
-class Features:
+class Features(Ragged):
     """All windows of a list of examples, ragged (no padding), as flat arrays.
 
     Attributes:
@@ -120,7 +49,18 @@ class Features:
         start_positions: [F] int32 answer start token in the window (cls_index when not inside).
         end_positions: [F] int32 answer end token, inclusive (cls_index when not inside).
         cls_index: [F] int32 position of the CLS token (the "no answer" position).
+
+    `pad(rows, pad_id)` gives input_ids, token_type_ids, attention_mask [B, L]; offsets [B, L, 2] (-1 at
+    padding); is_max_context [B, L]; start_positions, end_positions, cls_index [B]; rows [B].
     """
+
+    TOKEN_FIELDS = {
+        "input_ids": ("input_ids", PAD_ID, np.int64),
+        "token_type_ids": ("token_type_ids", 0, np.int64),
+        "offsets": ("offsets", -1, None),
+        "is_max_context": ("is_max_context", False, None),
+    }
+    ROW_FIELDS = {"start_positions": "start_positions", "end_positions": "end_positions", "cls_index": "cls_index"}
 
     input_ids: np.ndarray
     token_type_ids: np.ndarray
@@ -131,44 +71,6 @@ class Features:
     start_positions: np.ndarray
     end_positions: np.ndarray
     cls_index: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.example_index)
-
-    @property
-    def lengths(self) -> np.ndarray:
-        """[F] tokens per window."""
-        return np.diff(self.row_splits)
-
-    def pad(self, rows: np.ndarray, pad_id: int, multiple_of: int = 1) -> dict[str, np.ndarray]:
-        """Windows `rows` padded on the right to the longest of them (dynamic padding).
-
-        Returns:
-            input_ids, token_type_ids, attention_mask [B, L]; offsets [B, L, 2] (-1 at padding);
-            is_max_context [B, L]; start_positions, end_positions, cls_index [B]; rows [B] (the window indices).
-        """
-        rows = np.asarray(rows)
-        slot, real = padded_slots(self.row_splits, rows, multiple_of)
-        out = {
-            "input_ids": np.where(real, self.input_ids[slot], pad_id).astype(np.int64),
-            "token_type_ids": np.where(real, self.token_type_ids[slot], 0).astype(np.int64),
-            "attention_mask": real.astype(np.int64),
-            "offsets": np.where(real[..., None], self.offsets[slot], -1),
-            "is_max_context": real & self.is_max_context[slot],
-        }
-        for name in ("start_positions", "end_positions", "cls_index"):
-            out[name] = getattr(self, name)[rows].astype(np.int64)
-        out["rows"] = rows
-        return out
-
-
-def padded_slots(row_splits: np.ndarray, rows: np.ndarray, multiple_of: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Dynamic padding of ragged rows: ([B, L] index of each slot into the flat per-token arrays, 0 at
-    padding; [B, L] bool, True where the slot is real), L = the longest row rounded up to `multiple_of`."""
-    lengths = np.diff(row_splits)[rows]
-    width = int(-(-lengths.max() // multiple_of) * multiple_of)
-    real = np.arange(width)[None, :] < lengths[:, None]
-    return np.where(real, row_splits[rows][:, None] + np.arange(width)[None, :], 0), real
 
 
 def trim_offsets(context: str, offsets: np.ndarray) -> np.ndarray:

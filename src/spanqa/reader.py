@@ -10,23 +10,63 @@ The CLI, the server, the benchmarks and the tests all go through `Reader`.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from spanqa.config import DataConfig, DecodeConfig
+from spanqa.artifacts import ONNX_FILE, WEIGHTS_FILE, ClassifierInfo, EncoderInfo, ReaderInfo
+from spanqa.config import DataConfig, DecodeConfig, _f
 from spanqa.data import Example
 from spanqa.decode import Prediction
 from spanqa.errors import SpanqaError
-from spanqa.features import build_features
-from spanqa.inference import input_names_for, model_device, predict_features
+from spanqa.features import Features, build_features
+from spanqa.inference import model_device, predict_windows
 from spanqa.models.hub import load_tokenizer, resolve_model_path
 from spanqa.models.reader_model import load_qa_model
 from spanqa.precision import resolve_precision
+from spanqa.tokenization import input_names_for
 
-READER_FILE = "spanqa_reader.json"
+READER_PRECISIONS = ("auto", "bf16", "fp16", "fp32", "int8")
+
+
+@dataclass(frozen=True)
+class ReaderConfig:
+    """How a reader runs. Fields left at None take the reader folder's own settings (as trained).
+
+    `predict`, `ask`, `serve` and `export` take these as flags; `Reader.load(path, config)` as a value.
+    """
+
+    device: str = _f("", "cpu, cuda, cuda:1 ... (default: CUDA when available)")
+    precision: str = _f("auto", "auto (bf16 where the hardware has bf16 units), bf16, fp16 (GPU), fp32, "
+                                "int8 (dynamic int8 Linear layers, CPU)")
+    batch_size: int = _f(32, "windows per forward pass")
+    allow_null: bool | None = _f(None, "may answer 'no answer' (SQuAD v2); default: as the reader was trained "
+                                       "(a plain hub QA model: no)")
+    null_score_diff_threshold: float | None = _f(None, "answer 'no answer' when the null score minus the best "
+                                                       "span score is above this (default: tuned at training, else 0)")
+    max_seq_length: int | None = _f(None, "tokens per window (default: as trained)")
+    doc_stride: int | None = _f(None, "context tokens shared by consecutive windows (default: as trained)")
+    max_query_length: int | None = _f(None, "question tokens kept (default: as trained)")
+    n_best_size: int | None = _f(None, "answers kept per question (default: as trained)")
+    max_answer_length: int | None = _f(None, "longest answer in tokens (default: as trained)")
+
+    def __post_init__(self) -> None:
+        if self.precision not in READER_PRECISIONS:
+            raise SpanqaError(f"--precision {self.precision}: expected one of {', '.join(READER_PRECISIONS)}.")
+        if self.batch_size < 1:
+            raise SpanqaError(f"--batch-size {self.batch_size}: must be at least 1.")
+
+    def resolve(self, info: ReaderInfo) -> tuple[DataConfig, DecodeConfig, bool]:
+        """(window settings, decode settings, allow_null): the folder's, with this config's fields on top."""
+        return (_override(info.data, self), _override(info.decode, self),
+                info.version_2_with_negative if self.allow_null is None else self.allow_null)
+
+
+def _override(base, config: ReaderConfig):
+    """`base` (a DataConfig or DecodeConfig) with the fields `config` sets (not None)."""
+    given = {f.name: getattr(config, f.name) for f in dataclasses.fields(base) if getattr(config, f.name) is not None}
+    return dataclasses.replace(base, **given)
 
 
 @dataclass(frozen=True)
@@ -55,7 +95,7 @@ class ReaderAnswer:
 
 @dataclass
 class Reader:
-    """A model, its tokenizer and the settings it was trained with."""
+    """A model, its tokenizer and how to run it (`ReaderInfo` from the folder, `ReaderConfig` on top)."""
 
     model: torch.nn.Module
     tokenizer: object
@@ -64,44 +104,41 @@ class Reader:
     allow_null: bool
     precision: str
     name: str = ""
-    info: dict = dataclasses.field(default_factory=dict)
+    info: ReaderInfo = dataclasses.field(default_factory=ReaderInfo)
     batch_size: int = 32
 
     @classmethod
-    def load(
-        cls, path_or_name: str | Path, device: str | None = None, precision: str = "auto",
-        null_score_diff_threshold: float | None = None, allow_null: bool | None = None,
-    ) -> Reader:
+    def load(cls, path_or_name: str | Path, config: ReaderConfig | None = None, **overrides) -> Reader:
         """Load a reader folder (from `spanqa train`), a hub QA model, or an alias.
 
         Args:
-            device: "cpu", "cuda", "cuda:1"... (default: CUDA when available).
-            precision: auto (bf16 where the hardware has native bf16), bf16, fp16 (GPU), fp32, or int8
-                (dynamic int8 quantization of the Linear layers, CPU).
-            null_score_diff_threshold: override the threshold tuned at training (SQuAD v2 readers).
-            allow_null: override whether "no answer" can be returned (default: as trained; False otherwise).
+            config: how to run it; `overrides` replace its fields (`Reader.load(p, precision="fp32")`).
+        Raises:
+            SpanqaError: not found, not a reader (a classifier or a pretrained encoder), or a bad setting.
         """
-        dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        config = dataclasses.replace(config or ReaderConfig(), **overrides)
         path = resolve_model_path(path_or_name)
-        from spanqa.train.classify import CLASSIFIER_FILE
-        from spanqa.train.pretrain import PRETRAIN_FILE
+        _refuse_other_models(Path(path), path_or_name)
+        info = ReaderInfo.load(path) or ReaderInfo(base_model=str(path_or_name))
+        device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        precision = info.default_precision if config.precision == "auto" and info.default_precision else config.precision
+        model, precision = _load_model(Path(path), info, device, precision)
+        return cls.from_model(model, load_tokenizer(path), info, dataclasses.replace(config, precision=precision),
+                              name=str(path_or_name))
 
-        for marker, what in ((PRETRAIN_FILE, "a pretrained encoder"), (CLASSIFIER_FILE, "a classifier")):
-            if (Path(path) / marker).exists():
-                raise SpanqaError(f"{path_or_name}: holds {what}, not a reader (no trained span head); "
-                                  f"make a reader of it with: spanqa train --model {path_or_name} --train-data ...")
-        info = _reader_info(Path(path))
-        decode = DecodeConfig(**info.get("decode", {}))
-        if null_score_diff_threshold is not None:
-            decode = dataclasses.replace(decode, null_score_diff_threshold=null_score_diff_threshold)
-        if precision == "auto" and info.get("default_precision"):
-            precision = info["default_precision"]
-        model, precision = _load_model(Path(path), path, dev, precision)
-        return cls(
-            model=model, tokenizer=load_tokenizer(path), data=DataConfig(**info.get("data", {})), decode=decode,
-            allow_null=info.get("version_2_with_negative", False) if allow_null is None else allow_null,
-            precision=precision, name=str(path_or_name), info=info,
-        )
+    @classmethod
+    def from_model(cls, model, tokenizer, info: ReaderInfo, config: ReaderConfig = ReaderConfig(),
+                   name: str = "") -> Reader:
+        """A reader over a model in memory (training-time evaluation uses this on the model being trained).
+
+        `config.precision` is what to autocast to ("auto": the hardware's best for the model's device).
+        """
+        precision = config.precision
+        if precision == "auto":
+            precision = resolve_precision("auto", model_device(model))
+        data, decode, allow_null = config.resolve(info)
+        return cls(model=model, tokenizer=tokenizer, data=data, decode=decode, allow_null=allow_null,
+                   precision=precision, name=name, info=info, batch_size=config.batch_size)
 
     @property
     def autocast_precision(self) -> str:
@@ -127,10 +164,17 @@ class Reader:
         examples = [Example(str(i), q, c) for i, (q, c) in enumerate(pairs)]
         return [self.to_answers(p, top_k) for p in self.predict(examples)]
 
-    def predict(self, examples: list[Example], progress=None) -> list[Prediction]:
-        """Decoded predictions for `examples`, in input order (what `spanqa predict` writes)."""
-        features = build_features(examples, self.tokenizer, self.data)
-        preds = predict_features(
+    def predict(self, examples: list[Example], progress=None, features: Features | None = None) -> list[Prediction]:
+        """Decoded predictions for `examples`, in input order: the one route from a model to answers.
+
+        Args:
+            progress: optional callable(n_windows_done).
+            features: `examples`' windows when the caller built them already (training evaluates the same
+                questions many times); built with `self.data` otherwise.
+        """
+        if features is None:
+            features = build_features(examples, self.tokenizer, self.data)
+        preds = predict_windows(
             self.model, features, examples, self.decode, self.allow_null, input_names_for(self.tokenizer),
             self.tokenizer.pad_token_id or 0, self.batch_size, self.autocast_precision, progress,
         )
@@ -148,16 +192,24 @@ class Reader:
         return spans
 
 
-def _load_model(folder: Path, path: str, device: torch.device, precision: str):
+def _refuse_other_models(folder: Path, name) -> None:
+    """A classifier or a pretrained encoder has no trained span head: say what to do instead."""
+    for info, what in ((EncoderInfo, "a pretrained encoder"), (ClassifierInfo, "a classifier")):
+        if info.exists(folder):
+            raise SpanqaError(f"{name}: holds {what}, not a reader (no trained span head); "
+                              f"make a reader of it with: spanqa train --model {name} --train-data ...")
+
+
+def _load_model(folder: Path, info: ReaderInfo, device: torch.device, precision: str):
     """(model, precision to run it in): ONNX Runtime for an exported folder, torch otherwise.
 
     precision "int8" on torch applies dynamic int8 quantization to the Linear layers (CPU only).
     """
-    from spanqa.models.onnx_model import ONNX_FILE, OnnxQAModel
+    if info.runtime == "onnxruntime" or ((folder / ONNX_FILE).exists() and not (folder / WEIGHTS_FILE).exists()):
+        from spanqa.models.onnx_model import OnnxQAModel
 
-    if (folder / ONNX_FILE).exists() and not (folder / "model.safetensors").exists():
         return OnnxQAModel(folder / ONNX_FILE), "fp32"
-    model = load_qa_model(path).to(device).eval()
+    model = load_qa_model(str(folder)).to(device).eval()
     precision = resolve_precision(precision, device) if precision != "int8" else precision
     if precision == "bf16" and device.type == "cpu":
         return bf16_weights(model), "bf16"
@@ -186,13 +238,3 @@ def bf16_weights(model: torch.nn.Module) -> torch.nn.Module:
     if isinstance(head, torch.nn.Linear):
         model.qa_outputs = _Float32Head(head)
     return model
-
-
-def _reader_info(path: Path) -> dict:
-    file = path / READER_FILE
-    if not file.exists():
-        return {}
-    try:
-        return json.loads(file.read_text())
-    except json.JSONDecodeError as exc:
-        raise SpanqaError(f"{file}: not valid JSON ({exc.msg}, line {exc.lineno}).") from None

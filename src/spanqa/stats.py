@@ -6,7 +6,8 @@ import numpy as np
 
 from spanqa.config import DataConfig
 from spanqa.data import QADataset
-from spanqa.features import build_features, plain_backend
+from spanqa.features import build_features
+from spanqa.tokenization import plain_backend
 
 PERCENTILES = (50, 90, 99, 100)
 

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from spanqa.train.optim import Lamb, build_optimizer, build_schedule, param_groups
+from spanqa.train.optim import Lamb, StepPlan, build_optimizer, build_schedule, param_groups
 
 
 def lamb_reference(w, grads, lr, b1, b2, eps, wd, bias_correction):
@@ -59,7 +59,7 @@ def test_no_weight_decay_on_biases_and_layernorm():
 @pytest.mark.parametrize("kind", ["linear", "cosine", "constant"])
 def test_schedules_warm_up_linearly_then_decay(kind):
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
-    sched = build_schedule(opt, kind, total_steps=100, warmup_steps=10)
+    sched = build_schedule(opt, kind, StepPlan(total=100, warmup_ratio=0.1))
     lrs = []
     for _ in range(100):
         lrs.append(sched.get_last_lr()[0])
@@ -72,3 +72,21 @@ def test_schedules_warm_up_linearly_then_decay(kind):
         assert lrs[55] == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.5)))
     else:
         assert lrs[99] == 1.0
+
+
+def test_a_shortened_plan_moves_warmup_and_decay_with_it():
+    """--max-time shortens the plan mid-run: the schedule then decays to 0 at the new end."""
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    plan = StepPlan(total=100, warmup_ratio=0.1)
+    sched = build_schedule(opt, "linear", plan)
+    for _ in range(12):
+        opt.step()
+        sched.step()
+    plan.total = 40  # now 4 warmup steps, decay over 36
+    opt.step()
+    sched.step()
+    assert sched.get_last_lr()[0] == pytest.approx(1 - (13 - 4) / 36)
+    for _ in range(27):
+        opt.step()
+        sched.step()
+    assert sched.get_last_lr()[0] == pytest.approx(0.0)

@@ -123,7 +123,7 @@ def _tokenize(docs: list[list[str]], tokenizer) -> TokenizedCorpus:
 
 
 def _cache_key(sources: list[str], tokenizer, split: str) -> str:
-    from spanqa.features import plain_backend
+    from spanqa.tokenization import plain_backend
 
     h = hashlib.sha256(CACHE_VERSION.encode())
     h.update(plain_backend(tokenizer).to_str().encode())  # without the call-to-call truncation/padding state

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from pathlib import Path
 
@@ -33,6 +34,23 @@ def resolve_model_path(name: str | Path) -> str:
     return name
 
 
+@contextlib.contextmanager
+def quiet_transformers():
+    """Silence transformers' load report (e.g. "qa_outputs newly initialized") for expected cases."""
+    import transformers
+
+    level = transformers.logging.get_verbosity()
+    bars = transformers.utils.logging.is_progress_bar_enabled()
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        transformers.logging.set_verbosity(level)
+        if bars:
+            transformers.utils.logging.enable_progress_bar()
+
+
 def load_tokenizer(name: str | Path):
     """A fast (Rust) tokenizer for `name`; offsets need one.
 
@@ -54,5 +72,39 @@ def load_tokenizer(name: str | Path):
     return tokenizer
 
 
+def load_model(auto_class: str, name: str, what: str, config_kwargs: dict | None = None, random_init: bool = False,
+               hint: str = "", adjust=None, **load_kwargs):
+    """The one model loader: `transformers.<auto_class>` from a folder, alias or hub name.
+
+    Args:
+        auto_class: e.g. "AutoModelForQuestionAnswering".
+        what: what the caller wanted, for the error ("a question-answering model").
+        config_kwargs: overrides applied to the model's config (`--config-overrides`, label maps...).
+        random_init: new weights from the config (pretraining phase 1) instead of the saved ones.
+        hint: advice appended to the error.
+        adjust: optional callable(config) that edits the loaded config before the model is made.
+    Raises:
+        SpanqaError: the model cannot be found (offline and not cached) or is not a known architecture.
+    """
+    import transformers
+
+    path = resolve_model_path(name)
+    auto = getattr(transformers, auto_class)
+    try:
+        config = transformers.AutoConfig.from_pretrained(path, **(config_kwargs or {}))
+        if adjust is not None:
+            adjust(config)
+        if random_init:
+            return auto.from_config(config)
+        with quiet_transformers():
+            return auto.from_pretrained(path, config=config, **load_kwargs)
+    except (OSError, ValueError, KeyError) as exc:
+        advice = hint or (f"Pass a local model folder, an alias ({', '.join(ALIASES)}), or a hub name with "
+                          "network access.")
+        raise SpanqaError(f"{name}: could not load {what} ({_first_line(exc)}). {advice}") from None
+
+
 def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    """The first line of an exception's message, or its type when the message is empty."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -12,7 +12,6 @@ import torch
 from spanqa.errors import SpanqaError
 
 log = logging.getLogger(__name__)
-ONNX_FILE = "model.onnx"
 
 
 def export_onnx(model: torch.nn.Module, input_names: list[str], path: Path) -> Path:

@@ -5,30 +5,10 @@ Legend: B = batch, L = sequence length.
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 import torch.nn.functional as F
 
-from spanqa.errors import SpanqaError
-from spanqa.models.hub import resolve_model_path
-
-
-@contextlib.contextmanager
-def quiet_transformers():
-    """Silence transformers' load report (e.g. "qa_outputs newly initialized") for expected cases."""
-    import transformers
-
-    level = transformers.logging.get_verbosity()
-    bars = transformers.utils.logging.is_progress_bar_enabled()
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        transformers.logging.set_verbosity(level)
-        if bars:
-            transformers.utils.logging.enable_progress_bar()
+from spanqa.models.hub import load_model
 
 
 def load_qa_model(name: str, config_overrides: dict | None = None) -> torch.nn.Module:
@@ -37,18 +17,7 @@ def load_qa_model(name: str, config_overrides: dict | None = None) -> torch.nn.M
     Raises:
         SpanqaError: the model cannot be found (offline and not cached) or is not a known architecture.
     """
-    from transformers import AutoConfig, AutoModelForQuestionAnswering
-
-    path = resolve_model_path(name)
-    try:
-        config = AutoConfig.from_pretrained(path, **(config_overrides or {}))
-        with quiet_transformers():
-            return AutoModelForQuestionAnswering.from_pretrained(path, config=config)
-    except (OSError, ValueError, KeyError) as exc:
-        raise SpanqaError(
-            f"{name}: could not load a question-answering model ({str(exc).strip().splitlines()[0]}). Pass a "
-            "local model folder, the alias minilm-l6, or a hub name with network access."
-        ) from None
+    return load_model("AutoModelForQuestionAnswering", name, "a question-answering model", config_overrides)
 
 
 def model_inputs(batch: dict, input_names: list[str], device: torch.device) -> dict[str, torch.Tensor]:

@@ -147,7 +147,8 @@ def create_app(reader, config: ServeConfig = ServeConfig()) -> FastAPI:
         return {
             "name": reader.name,
             "version_2_with_negative": reader.allow_null,
-            "metrics": reader.info.get("eval", {}),
+            "metrics": reader.info.eval,
+            "precision": reader.precision,
             "settings": {"data": asdict(reader.data), "decode": asdict(reader.decode), "server": asdict(config)},
             "batching": {"batches": stats.batches, "questions": stats.questions,
                          "mean_batch_size": stats.questions / stats.batches if stats.batches else 0.0},

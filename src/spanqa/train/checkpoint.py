@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from spanqa.models.reader_model import quiet_transformers
+from spanqa.artifacts import RUN_FILE
+from spanqa.models.hub import quiet_transformers
 
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
@@ -65,7 +66,7 @@ def save_checkpoint(
         torch.save(scaler.state_dict(), tmp / "scaler.pt")
     torch.save(rng_states, tmp / "rng_states.pt")
     (tmp / "train_state.json").write_text(json.dumps(train_state, indent=1))
-    (tmp / "spanqa_train_config.json").write_text(json.dumps(settings, indent=1))
+    (tmp / RUN_FILE).write_text(json.dumps(settings, indent=1))
     for f in tmp.iterdir():
         with open(f, "rb") as fh:
             os.fsync(fh.fileno())

@@ -1,5 +1,6 @@
-"""What a training run is: `RunConfig` (what and where) and `OptimConfig` (how), plus the data and
-decode configs. A YAML recipe and the CLI flags map 1:1 onto their fields; flags override the recipe.
+"""What every training run shares: `RunConfig` (what and where), `OptimConfig` (how), and `Settings`, the
+base of each task's settings (one config dataclass per field). A YAML recipe and the CLI flags map 1:1
+onto the configs' fields; flags override the recipe; a recipe names the subcommand it is for.
 """
 
 from __future__ import annotations
@@ -7,17 +8,16 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, get_type_hints
 
 import yaml
 
-from spanqa.config import DataConfig, DecodeConfig, _f
+from spanqa.config import _f
 from spanqa.errors import SpanqaError
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 SCHEDULES = ("linear", "cosine", "constant")
 OPTIMIZERS = ("adamw", "lamb")
-TASKS = ("qa", "classification")
 TRACKERS = ("tensorboard", "wandb", "mlflow", "none")
 
 
@@ -25,7 +25,6 @@ TRACKERS = ("tensorboard", "wandb", "mlflow", "none")
 class RunConfig:
     """What to train and where to write it."""
 
-    task: str = _f("qa", "qa (an extractive reader) or classification (sentence / sentence-pair labels, accuracy)")
     model: str = _f("minilm-l6", "encoder to fine-tune: a model folder, a hub name, or the offline alias minilm-l6")
     train_data: str = _f("", "training data: any source `spanqa evaluate` reads")
     eval_data: str = _f("", "evaluation data (optional): any source `spanqa evaluate` reads")
@@ -36,18 +35,13 @@ class RunConfig:
     output_dir: str = _f("", "folder for checkpoints, the final model, metrics, model card and plots")
     overwrite_output_dir: bool = _f(False, "allow writing into a folder that holds another run")
     resume: bool = _f(False, "continue from the latest checkpoint in output_dir")
-    version_2_with_negative: str = _f("auto", "train for unanswerable questions: auto (from the data), true, false")
     config_overrides: str = _f("", "model config overrides, e.g. 'attention_probs_dropout_prob=0.0,layer_norm_eps=1e-3'")
     report_to: str = _f("tensorboard", "tracking: tensorboard, wandb, mlflow or none")
     run_name: str = _f("", "name for trackers and the model card (default: the output folder's name)")
 
     def __post_init__(self) -> None:
-        if self.task not in TASKS:
-            raise SpanqaError(f"--task {self.task}: expected one of {', '.join(TASKS)}.")
         if self.report_to not in TRACKERS:
             raise SpanqaError(f"--report-to {self.report_to}: expected one of {', '.join(TRACKERS)}.")
-        if self.version_2_with_negative not in ("auto", "true", "false"):
-            raise SpanqaError(f"--version-2-with-negative {self.version_2_with_negative}: expected auto, true or false.")
 
     def overrides(self) -> dict[str, Any]:
         """`config_overrides` parsed into {name: value} (numbers and booleans converted)."""
@@ -67,6 +61,8 @@ class OptimConfig:
     learning_rate: float = _f(3e-5, "peak learning rate")
     num_train_epochs: float = _f(2.0, "passes over the training windows")
     max_steps: int = _f(0, "stop after this many optimizer steps (0 = use num_train_epochs)")
+    max_time: float = _f(0.0, "training time budget in seconds (0 = none): the schedule is re-planned to end "
+                              "within it from the measured step time, and the loop stops there, saves and evaluates")
     per_device_train_batch_size: int = _f(12, "windows per device per micro-batch")
     per_device_eval_batch_size: int = _f(64, "windows per device in evaluation")
     gradient_accumulation_steps: int = _f(1, "micro-batches per optimizer step")
@@ -103,49 +99,93 @@ class OptimConfig:
             (self.gradient_accumulation_steps >= 1, "--gradient-accumulation-steps", "at least 1"),
             (self.num_train_epochs > 0 or self.max_steps > 0, "--num-train-epochs", "positive (or set --max-steps)"),
             (self.save_total_limit >= 1, "--save-total-limit", "at least 1"),
+            (self.max_time >= 0, "--max-time", "0 (no budget) or a number of seconds"),
         ]
         for ok, flag, expected in checks:
             if not ok:
                 raise SpanqaError(f"{flag} {getattr(self, flag[2:].replace('-', '_'))}: expected {expected}.")
 
 
-CONFIG_CLASSES = (RunConfig, OptimConfig, DataConfig, DecodeConfig)
+@dataclass(frozen=True)
+class LengthConfig:
+    """Sequence length for tasks without sliding windows (classification, pretraining)."""
+
+    max_seq_length: int = _f(384, "tokens per sequence, special tokens included (BERT phase 1: 128, phase 2: 512)")
+
+    def __post_init__(self) -> None:
+        if self.max_seq_length < 8:
+            raise SpanqaError(f"--max-seq-length {self.max_seq_length}: must be at least 8.")
 
 
 @dataclass(frozen=True)
-class TrainSettings:
-    """Everything a run was started with, resolved: saved with every checkpoint."""
+class Settings:
+    """Everything a run was started with, resolved: saved with every checkpoint.
+
+    Each task subclasses it, adding one field per config dataclass it needs (`data: DataConfig`, ...), and
+    sets `COMMAND`, the subcommand that runs it (recipes name it as `command:`).
+    """
+
+    COMMAND: ClassVar[str] = ""
 
     run: RunConfig
     optim: OptimConfig
-    data: DataConfig
-    decode: DecodeConfig
-    extra: Any = None  # the command's own config: DistillConfig (`distill`), PretrainConfig (`pretrain`)...
 
-    @property
-    def distill(self) -> Any:
-        """The DistillConfig of a `spanqa distill` run, else None."""
-        return self.extra if hasattr(self.extra, "teacher") else None
+    @classmethod
+    def config_classes(cls) -> dict[str, type]:
+        """{field: config dataclass} in declaration order (a field typed `X | None` gives X)."""
+        hints = get_type_hints(cls)
+        return {f.name: _config_type(hints[f.name]) for f in dataclasses.fields(cls)}
 
     def to_dict(self) -> dict[str, Any]:
-        """Flat {field: value}, the shape of a recipe."""
-        out: dict[str, Any] = {}
-        for part in (self.run, self.optim, self.data, self.decode, self.extra):
+        """Flat {setting: value}, the shape of a recipe."""
+        out: dict[str, Any] = {"command": self.COMMAND}
+        for f in dataclasses.fields(self):
+            part = getattr(self, f.name)
             if part is not None:
                 out.update(dataclasses.asdict(part))
         return out
 
+    @classmethod
+    def resolve(cls, recipe: dict[str, Any], flags: dict[str, Any]):
+        """Defaults, then the recipe, then the flags that were given (not None)."""
+        values = {**recipe, **{k: v for k, v in flags.items() if v is not None}}
+        parts = {}
+        for name, kind in cls.config_classes().items():
+            kwargs = {f.name: _coerce(values[f.name], f.default, f.name) for f in dataclasses.fields(kind)
+                      if f.name in values}
+            parts[name] = kind(**kwargs)
+        return cls(**parts)
 
-def field_owner(extra: tuple = ()) -> dict[str, type]:
-    """{field name: the config class that owns it}."""
-    return {f.name: cls for cls in CONFIG_CLASSES + extra for f in dataclasses.fields(cls)}
+    @classmethod
+    def load_recipe(cls, path: str | Path) -> dict[str, Any]:
+        """Read a YAML recipe for this task: a flat mapping of config fields (and `command:`).
+
+        Raises:
+            SpanqaError: missing file, bad YAML, not a mapping, a recipe for another subcommand, or an unknown
+                key (named).
+        """
+        recipe = read_recipe(path)
+        command = recipe.pop("command", cls.COMMAND)
+        if command != cls.COMMAND:
+            raise SpanqaError(f"{path}: a recipe for `spanqa {command}` (command: {command}); run "
+                              f"`spanqa {command} --config {path}`.")
+        known = {f.name for kind in cls.config_classes().values() for f in dataclasses.fields(kind)}
+        for key in recipe:
+            if key not in known:
+                raise SpanqaError(f"{path}: unknown setting '{key}' (see `spanqa {cls.COMMAND} --help` for the fields).")
+        return recipe
 
 
-def load_recipe(path: str | Path, extra: tuple = ()) -> dict[str, Any]:
-    """Read a YAML recipe: a flat mapping of config fields.
+def _config_type(hint) -> type:
+    args = [a for a in getattr(hint, "__args__", ()) if a is not type(None)]
+    return args[0] if args else hint
+
+
+def read_recipe(path: str | Path) -> dict[str, Any]:
+    """A recipe file as a dict (empty for an empty file).
 
     Raises:
-        SpanqaError: missing file, bad YAML, not a mapping, or an unknown key (named, with its line).
+        SpanqaError: missing file, bad YAML, or not a mapping.
     """
     path = Path(path)
     if not path.is_file():
@@ -158,24 +198,7 @@ def load_recipe(path: str | Path, extra: tuple = ()) -> dict[str, Any]:
         return {}
     if not isinstance(recipe, dict):
         raise SpanqaError(f"{path}: expected a mapping of settings, got {type(recipe).__name__}.")
-    known = field_owner(extra)
-    for key in recipe:
-        if key not in known:
-            raise SpanqaError(f"{path}: unknown setting '{key}' (see `spanqa train --help` for the fields).")
     return recipe
-
-
-def resolve(recipe: dict[str, Any], flags: dict[str, Any], extra: tuple = ()) -> TrainSettings:
-    """Defaults, then the recipe, then flags that were given (not None). `extra` adds e.g. DistillConfig."""
-    values = {**recipe, **{k: v for k, v in flags.items() if v is not None}}
-    parts = []
-    for cls in CONFIG_CLASSES + extra:
-        kwargs = {}
-        for f in dataclasses.fields(cls):
-            if f.name in values:
-                kwargs[f.name] = _coerce(values[f.name], f.default, f.name)
-        parts.append(cls(**kwargs))
-    return TrainSettings(*parts)
 
 
 def _coerce(value: Any, default: Any, name: str) -> Any:

@@ -23,11 +23,13 @@ import torch
 
 from spanqa.errors import SpanqaError
 from spanqa.precision import autocast
-from spanqa.train.batches import epoch_batches, rank_slice
+from spanqa.train.sampling import epoch_batches, rank_slice
 from spanqa.train.config import OptimConfig
+from spanqa.train.optim import StepPlan
 from spanqa.train.signals import StopRequest
 
 log = logging.getLogger(__name__)
+TIMED_STEPS = 5  # with --max-time: steps timed (after the first, which warms caches up) before re-planning
 
 
 @dataclass
@@ -40,6 +42,7 @@ class TrainState:
     train_seconds: float = 0.0
     best_metric: float | None = None
     best_checkpoint: str | None = None
+    planned_total: int = 0
     log_history: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -62,6 +65,7 @@ class LoopParts:
     evaluate: Callable[[int], dict | None]
     save: Callable[[int], None]
     on_log: Callable[[dict], None] = lambda record: None
+    plan: StepPlan | None = None
 
 
 def plan_steps(n_windows: int, optim: OptimConfig, world_size: int) -> tuple[int, int]:
@@ -94,17 +98,20 @@ def step_batches(data, optim: OptimConfig, world_size: int, step: int, steps_per
 
 
 def train_loop(parts: LoopParts, optim: OptimConfig, state: TrainState, progress=None) -> str:
-    """Run optimizer steps until the planned total or a stop signal.
+    """Run optimizer steps until the planned total, the time budget or a stop signal.
 
     Returns:
-        "done", or the name of the signal that stopped the run (after a checkpoint).
+        "done", "time" (the `--max-time` budget ended it), or the name of the signal that stopped the run
+        (after a checkpoint).
     """
     acc = parts.accelerator
     world, rank = acc.num_processes, acc.process_index
     steps_per_epoch, total = plan_steps(len(parts.data), optim, world)
+    plan = parts.plan or StepPlan(total, optim.warmup_ratio)
+    budget = _Budget(optim.max_time, state, acc) if optim.max_time else None
     window_loss, window_count, t_log = 0.0, 0, time.perf_counter()
     with StopRequest() as stop:
-        while state.step < total:
+        while state.step < plan.total:
             t0 = time.perf_counter()
             micro = step_batches(parts.data, optim, world, state.step, steps_per_epoch)
             loss_sum, n = _optimizer_step(parts, optim, micro, rank, world)
@@ -113,19 +120,66 @@ def train_loop(parts: LoopParts, optim: OptimConfig, state: TrainState, progress
             state.loss_sum += loss_sum
             state.train_seconds += time.perf_counter() - t0
             window_loss, window_count = window_loss + loss_sum, window_count + n
+            if budget is not None:
+                budget.replan(plan)
             if progress is not None:
                 progress(state, n, loss_sum / max(n, 1))
-            if state.step % optim.logging_steps == 0 or state.step == total:
+            last = state.step == plan.total
+            if state.step % optim.logging_steps == 0 or last:
                 _log(parts, state, window_loss / max(window_count, 1), window_count / (time.perf_counter() - t_log))
                 window_loss, window_count, t_log = 0.0, 0, time.perf_counter()
-            if optim.eval_steps and state.step % optim.eval_steps == 0 and state.step < total:
+            if budget is not None and not last and budget.spent():
+                return "time"
+            if optim.eval_steps and state.step % optim.eval_steps == 0 and not last:
                 parts.evaluate(state.step)
             stopping = _agreed(acc, stop.requested)
-            if stopping or (optim.save_steps and state.step % optim.save_steps == 0 and state.step < total):
+            if stopping or (optim.save_steps and state.step % optim.save_steps == 0 and not last):
                 parts.save(state.step)
             if stopping:
                 return stop.signal_name or "SIGTERM"
-    return "done"
+    return "time" if budget is not None and plan.total < total else "done"
+
+
+class _Budget:
+    """`--max-time`: once a few steps are timed, shorten the plan so the schedule ends within the budget
+    (warmup and decay keep their shares), and stop at the budget whatever the estimate said."""
+
+    def __init__(self, seconds: float, state: TrainState, acc) -> None:
+        self.seconds, self.state, self.acc = seconds, state, acc
+        self.first_step = state.step + 1  # timing starts after this step
+        self.t_first: float | None = None
+        self.done = bool(state.planned_total and state.step)  # a resumed run keeps its saved plan
+
+    def replan(self, plan: StepPlan) -> None:
+        st = self.state
+        if self.done:
+            return
+        if st.step == self.first_step:
+            self.t_first = st.train_seconds
+            return
+        if st.step < self.first_step + TIMED_STEPS:
+            return
+        per_step = (st.train_seconds - self.t_first) / (st.step - self.first_step)
+        fits = st.step + int((self.seconds - st.train_seconds) / max(per_step, 1e-9))
+        fits = int(_agreed_min(self.acc, fits))
+        if fits < plan.total:
+            log.info("--max-time %.0f s: %.2f s per step, so %d of the %d planned steps fit; the schedule now ends "
+                     "there", self.seconds, per_step, max(fits, st.step + 1), plan.total)
+            plan.total = max(fits, st.step + 1)
+        st.planned_total = plan.total
+        self.done = True
+
+    def spent(self) -> bool:
+        return _agreed(self.acc, self.state.train_seconds >= self.seconds)
+
+
+def _agreed_min(acc, value: int) -> int:
+    """The smallest `value` over all processes (every process must run the same number of steps)."""
+    if acc.num_processes == 1:
+        return value
+    t = torch.tensor([float(value)], device=acc.device)
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MIN)
+    return int(t.item())
 
 
 def _optimizer_step(parts: LoopParts, optim: OptimConfig, micro: list[np.ndarray], rank: int, world: int):

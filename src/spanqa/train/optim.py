@@ -6,6 +6,7 @@ Weight decay is never applied to biases or LayerNorm weights (as in BERT and run
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR
@@ -79,13 +80,27 @@ def build_optimizer(model, name: str, lr: float, weight_decay: float, betas, eps
     return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, foreach=True)
 
 
-def build_schedule(optimizer, kind: str, total_steps: int, warmup_steps: int) -> LambdaLR:
-    """Linear warmup from 0 to the peak, then linear decay to 0, cosine decay, or constant."""
+@dataclass
+class StepPlan:
+    """How many optimizer steps a run takes, and how many of them warm up. Mutable: a time budget
+    (`--max-time`) shortens it once the step time is measured, and the schedule follows."""
+
+    total: int
+    warmup_ratio: float
+
+    @property
+    def warmup(self) -> int:
+        return math.ceil(self.warmup_ratio * self.total)
+
+
+def build_schedule(optimizer, kind: str, plan: StepPlan) -> LambdaLR:
+    """Linear warmup from 0 to the peak, then linear decay to 0, cosine decay, or constant (over `plan`)."""
 
     def factor(step: int) -> float:
+        warmup_steps = plan.warmup
         if step < warmup_steps:
             return step / max(1, warmup_steps)
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        progress = (step - warmup_steps) / max(1, plan.total - warmup_steps)
         if kind == "linear":
             return max(0.0, 1.0 - progress)
         if kind == "cosine":

@@ -69,46 +69,9 @@ def hyperparameters(settings: dict, world_size: int, precision: str, device: str
         "lr_scheduler_warmup_ratio": settings["warmup_ratio"],
         "num_epochs": settings["num_train_epochs"] if not settings["max_steps"] else f"{settings['max_steps']} steps",
         "max_seq_length": settings["max_seq_length"],
-        "doc_stride": settings["doc_stride"],
+        **({"doc_stride": settings["doc_stride"]} if "doc_stride" in settings else {}),
         "training precision": {"bf16": "Mixed Precision (bf16)", "fp16": "Mixed Precision (fp16)"}.get(precision, "fp32"),
     }
-
-
-def model_card(name: str, settings: dict, hparams: dict, train_metrics: dict, eval_metrics: dict, command: str) -> str:
-    """README.md of a reader, in the form of the seeds' model cards."""
-    f1 = eval_metrics.get("eval_f1")
-    headline = (
-        f" It achieves exact match {eval_metrics['eval_exact_match']:.4f} and F1 {f1:.4f} on the evaluation set."
-        if f1 is not None else ""
-    )
-    v2 = settings.get("version_2_with_negative") == "true"
-    about = (
-        "Given a question and a passage, it returns the answer span cut from the passage"
-        + (", or no answer when the passage does not contain one (SQuAD v2 style; the tuned no-answer threshold is "
-           "stored in `spanqa_reader.json`)." if v2 else "; it always answers (SQuAD v1.1 style).")
-        + "\nLoad it with `spanqa.Reader.load(path)` or `transformers.AutoModelForQuestionAnswering.from_pretrained(path)`. "
-        "It inherits the biases of its base model and training data, and answers only from the passage it is given."
-    )
-    summary = (f"This model is a fine-tuned version of `{settings['model']}` on `{settings['train_data']}` for extractive "
-               f"question answering, trained with spanqa.{headline}")
-    return card(name, summary, about, settings, hparams, train_metrics, eval_metrics, command, "questions")
-
-
-def pretrain_card(name: str, settings: dict, hparams: dict, train_metrics: dict, eval_metrics: dict, command: str) -> str:
-    """README.md of a pretrained encoder."""
-    objective = "masked language modelling and next-sentence prediction" if settings["next_sentence_prediction"] \
-        else "masked language modelling (packed sequences)"
-    start = "from random weights with the configuration of" if settings["init_weights"] == "random" else "from the weights of"
-    headline = (f" Held-out masked-LM loss {eval_metrics['eval_mlm_loss']:.4f} (perplexity {eval_metrics['eval_perplexity']:.2f}, "
-                f"accuracy {eval_metrics['eval_mlm_accuracy']:.4f})." if "eval_mlm_loss" in eval_metrics else "")
-    summary = (f"This encoder was pretrained by spanqa {start} `{settings['model']}` on `{settings['train_data']}` with "
-               f"{objective}, sequences of {settings['max_seq_length']} tokens, "
-               f"{settings['mlm_probability']:.0%} of tokens masked{' (whole words)' if settings['whole_word_masking'] else ''}.{headline}")
-    about = ("An encoder to fine-tune, not a finished model: `spanqa train --model PATH` makes a reader of it, "
-             "`spanqa train --task classification --model PATH` a classifier; a second pretraining phase continues it with "
-             "`spanqa pretrain --model PATH --init-weights pretrained`.")
-    hparams = {k: v for k, v in hparams.items() if k != "doc_stride"}
-    return card(name, summary, about, settings, hparams, train_metrics, eval_metrics, command, "documents")
 
 
 def card(name: str, summary: str, about: str, settings: dict, hparams: dict, train_metrics: dict, eval_metrics: dict,

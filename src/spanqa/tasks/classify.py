@@ -1,4 +1,4 @@
-"""`spanqa train --task classification`: sentence (pair) classification on the shared loop.
+"""`spanqa classify` (alias: `spanqa train --task classification`): sentence (pair) classification on the engine.
 
 The seed that pretrains BERT in two phases checks the result on GLUE SST-2; this is that fine-tuning:
 accuracy, the same optimizer, schedule, precision, checkpoints and outputs as a reader.
@@ -21,16 +21,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from spanqa.artifacts import ClassifierInfo, numeric
+from spanqa.batching import PAD_ID, Ragged, sorted_batches
 from spanqa.config import _f
 from spanqa.data.io import iter_jsonl, read_text
 from spanqa.errors import SpanqaError
-from spanqa.models.hub import resolve_model_path
-from spanqa.models.reader_model import model_inputs, quiet_transformers
-from spanqa.inference import evaluating
-from spanqa.precision import autocast
-from spanqa.train.batches import sorted_batches
-
-CLASSIFIER_FILE = "spanqa_classifier.json"
+from spanqa.inference import run_batches
+from spanqa.models.hub import load_model, load_tokenizer
+from spanqa.models.reader_model import model_inputs
+from spanqa.tokenization import input_names_for
+from spanqa.train import outputs
+from spanqa.train.config import LengthConfig, Settings
+from spanqa.train.engine import Run, Task, fit, save_model_folder, start
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,16 @@ class ClassifyConfig:
     text_pair_column: str = _f("", "column with the second text of a pair (empty: single sentences)")
     label_column: str = _f("label", "column with the label (int or string)")
     dataset_config: str = _f("", "configuration of a hub dataset (e.g. sst2 for nyu-mll/glue)")
+
+
+@dataclass(frozen=True)
+class ClassifySettings(Settings):
+    """`spanqa classify`: fine-tune an encoder with a sequence classification head."""
+
+    COMMAND = "classify"
+
+    data: LengthConfig
+    classify: ClassifyConfig
 
 
 @dataclass(frozen=True)
@@ -111,29 +123,16 @@ def _dataset_records(spec: str, split: str, config: str):
 
 
 @dataclass(frozen=True)
-class Encoded:
-    """Tokenized rows, ragged: `ids`/`types` cut by `offsets`; label indices."""
+class Encoded(Ragged):
+    """Tokenized rows, ragged: `ids`/`types` cut by `row_splits`; label indices."""
+
+    TOKEN_FIELDS = {"ids": ("input_ids", PAD_ID, np.int64), "types": ("token_type_ids", 0, np.int64)}
+    ROW_FIELDS = {"labels": "labels"}
 
     ids: np.ndarray
     types: np.ndarray
-    offsets: np.ndarray
+    row_splits: np.ndarray
     labels: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    @property
-    def lengths(self) -> np.ndarray:
-        return np.diff(self.offsets)
-
-    def pad(self, rows, pad_id: int, multiple_of: int = 1) -> dict[str, np.ndarray]:
-        from spanqa.features import padded_slots
-
-        rows = np.asarray(rows)
-        slot, real = padded_slots(self.offsets, rows, multiple_of)
-        return {"input_ids": np.where(real, self.ids[slot], pad_id).astype(np.int64),
-                "token_type_ids": np.where(real, self.types[slot], 0).astype(np.int64),
-                "attention_mask": real.astype(np.int64), "labels": self.labels[rows]}
 
 
 def encode(rows: Rows, tokenizer, max_len: int, label_ids: dict) -> Encoded:
@@ -145,8 +144,8 @@ def encode(rows: Rows, tokenizer, max_len: int, label_ids: dict) -> Encoded:
     enc = tokenizer(rows.texts, rows.pairs, truncation=True, max_length=max_len)
     ids = [np.asarray(x, np.int32) for x in enc["input_ids"]]
     types = [np.asarray(x, np.int8) for x in enc["token_type_ids"]] if "token_type_ids" in enc else [np.zeros(len(x)) for x in ids]
-    offsets = np.concatenate([[0], np.cumsum([len(x) for x in ids])]).astype(np.int64)
-    return Encoded(np.concatenate(ids), np.concatenate(types).astype(np.int8), offsets,
+    row_splits = np.concatenate([[0], np.cumsum([len(x) for x in ids])]).astype(np.int64)
+    return Encoded(np.concatenate(ids), np.concatenate(types).astype(np.int8), row_splits,
                    np.asarray([label_ids[lab] for lab in rows.labels], np.int64))
 
 
@@ -171,19 +170,16 @@ class ClassificationEvaluator:
         self.data, self.input_names, self.pad_id = data, input_names, pad_id
         self.batch_size, self.precision = batch_size, precision
 
-    @torch.inference_mode()
     def __call__(self, model) -> dict:
         t0 = time.perf_counter()
         device = next(model.parameters()).device
+        forward = lambda m, batch: m(**model_inputs(batch, self.input_names, device)).logits.float()  # noqa: E731
         correct, loss = 0, 0.0
-        with evaluating(model):
-            for rows in sorted_batches(self.data.lengths, self.batch_size):
-                batch = self.data.pad(rows, self.pad_id)
-                with autocast(self.precision, device):
-                    logits = model(**model_inputs(batch, self.input_names, device)).logits.float()
-                labels = torch.as_tensor(batch["labels"]).to(device)
-                loss += float(F.cross_entropy(logits, labels, reduction="sum"))
-                correct += int((logits.argmax(-1) == labels).sum())
+        batches = sorted_batches(self.data.lengths, self.batch_size)
+        for batch, logits in run_batches(model, self.data, batches, self.pad_id, self.precision, forward):
+            labels = torch.as_tensor(batch["labels"]).to(device)
+            loss += float(F.cross_entropy(logits, labels, reduction="sum"))
+            correct += int((logits.argmax(-1) == labels).sum())
         runtime = time.perf_counter() - t0
         n = len(self.data)
         return {"eval_accuracy": correct / n, "eval_loss": loss / n, "eval_samples": n, "eval_runtime": runtime,
@@ -191,51 +187,46 @@ class ClassificationEvaluator:
 
 
 def load_classifier(name: str, labels: list, overrides: dict) -> torch.nn.Module:
-    from transformers import AutoConfig, AutoModelForSequenceClassification
-
-    path = resolve_model_path(name)
-    try:
-        config = AutoConfig.from_pretrained(
-            path, num_labels=len(labels), id2label={i: str(x) for i, x in enumerate(labels)},
-            label2id={str(x): i for i, x in enumerate(labels)}, **overrides)
-        with quiet_transformers():
-            return AutoModelForSequenceClassification.from_pretrained(path, config=config, ignore_mismatched_sizes=True)
-    except (OSError, ValueError, KeyError) as exc:
-        raise SpanqaError(f"{name}: could not load a sequence classification model ({str(exc).strip().splitlines()[0]}).") from None
+    """`AutoModelForSequenceClassification` with a new head for `labels` (names kept in the config)."""
+    config = {"num_labels": len(labels), "id2label": {i: str(x) for i, x in enumerate(labels)},
+              "label2id": {str(x): i for i, x in enumerate(labels)}, **overrides}
+    return load_model("AutoModelForSequenceClassification", name, "a sequence classification model", config,
+                      ignore_mismatched_sizes=True)
 
 
-def train_classifier(settings, command: str = "") -> dict:
-    """`spanqa train --task classification` end to end; returns all_results."""
-    from spanqa.inference import input_names_for
-    from spanqa.models.hub import load_tokenizer
-    from spanqa.train.run import Task, fit, start
-
-    run, cfg = settings.run, settings.extra
-    if not run.train_data:
+def build(settings: ClassifySettings, run: Run, command: str = "") -> Task:
+    """The classification task: rows -> tokens -> cross-entropy; accuracy on the evaluation rows."""
+    cfg, rs = settings.classify, settings.run
+    if not rs.train_data:
         raise SpanqaError("--train-data is required (CSV/TSV/JSONL, a dataset folder or a hub dataset).")
-    out, acc, precision = start(settings)
-    train_rows = _limit(read_rows(run.train_data, run.train_split, cfg), run.max_train_samples)
+    train_rows = _limit(read_rows(rs.train_data, rs.train_split, cfg), rs.max_train_samples)
     labels = sorted(set(train_rows.labels), key=lambda x: (isinstance(x, str), x))
     if len(labels) < 2:
-        raise SpanqaError(f"{run.train_data}: the training rows have {len(labels)} distinct label(s); need at least 2.")
+        raise SpanqaError(f"{rs.train_data}: the training rows have {len(labels)} distinct label(s); need at least 2.")
     label_ids = {x: i for i, x in enumerate(labels)}
-    tokenizer = load_tokenizer(run.model)
-    model = load_classifier(run.model, labels, run.overrides())
-    names = input_names_for(tokenizer)
-    max_len = settings.data.max_seq_length
+    tokenizer = load_tokenizer(rs.model)
+    model = load_classifier(rs.model, labels, rs.overrides())
+    names, max_len = input_names_for(tokenizer), settings.data.max_seq_length
     data = encode(train_rows, tokenizer, max_len, label_ids)
     evaluator = None
-    if run.eval_data and acc.is_main_process:
-        dev = encode(_limit(read_rows(run.eval_data, run.eval_split, cfg), run.max_eval_samples), tokenizer, max_len, label_ids)
+    if rs.eval_data and run.main:
+        dev = encode(_limit(read_rows(rs.eval_data, rs.eval_split, cfg), rs.max_eval_samples), tokenizer, max_len, label_ids)
         evaluator = ClassificationEvaluator(dev, names, tokenizer.pad_token_id or 0,
-                                            settings.optim.per_device_eval_batch_size, precision)
+                                            settings.optim.per_device_eval_batch_size, run.precision)
     s = settings.to_dict()
-    task = Task(
+    info = lambda last_eval: ClassifierInfo(labels=labels, max_seq_length=max_len, eval=numeric(last_eval))  # noqa: E731
+    return Task(
         model, tokenizer, data, ClassificationLoss(names), evaluator, len(data),
-        save=lambda folder, m, last_eval: _save(folder, m, tokenizer, settings, labels, last_eval),
+        save=lambda folder, m, last_eval: save_model_folder(folder, m, tokenizer, info(last_eval)),
         card=lambda name, hparams, train_m, eval_m: _card(name, s, hparams, train_m, eval_m, command, labels),
+        command=settings.COMMAND,
     )
-    return fit(settings, acc, precision, task, out)
+
+
+def train_classifier(settings: ClassifySettings, command: str = "") -> dict:
+    """`spanqa classify` end to end; returns all_results."""
+    run = start(settings)
+    return fit(settings, run, build(settings, run, command))
 
 
 def _limit(rows: Rows, n: int) -> Rows:
@@ -244,22 +235,11 @@ def _limit(rows: Rows, n: int) -> Rows:
     return Rows(rows.texts[:n], rows.pairs[:n] if rows.pairs else None, rows.labels[:n], rows.source)
 
 
-def _save(out: Path, model, tokenizer, settings, labels: list, eval_metrics: dict) -> None:
-    from spanqa.train.run import RUN_FILE, save_model_folder
-
-    info = {"task": "classification", "labels": labels, "max_seq_length": settings.data.max_seq_length,
-            "eval": {k: v for k, v in eval_metrics.items() if isinstance(v, (int, float))}}
-    save_model_folder(out, model, tokenizer, {CLASSIFIER_FILE: info, RUN_FILE: settings.to_dict()})
-
-
 def _card(name, settings, hparams, train_metrics, eval_metrics, command, labels) -> str:
-    from spanqa.train import outputs
-
     acc = eval_metrics.get("eval_accuracy")
     summary = (f"This model is a fine-tuned version of `{settings['model']}` on `{settings['train_data']}` for "
                f"text classification ({len(labels)} labels: {', '.join(map(str, labels))}), trained with spanqa."
                + (f" It achieves accuracy {acc:.4f} on the evaluation set." if acc is not None else ""))
     about = ("Load it with `transformers.AutoModelForSequenceClassification.from_pretrained(path)`; the label names are "
              "in its config (`id2label`) and in `spanqa_classifier.json`.")
-    hparams = {k: v for k, v in hparams.items() if k != "doc_stride"}
     return outputs.card(name, summary, about, settings, hparams, train_metrics, eval_metrics, command, "rows")

@@ -13,8 +13,8 @@ from conftest import FIXTURES, fixture_texts
 from spanqa.cli import main
 from spanqa.data.text import read_documents, split_sentences, tokenize_corpus
 from spanqa.errors import SpanqaError
-from spanqa.train.masking import IGNORE, mask_tokens
-from spanqa.train.pretrain import nsp_sequences, packed_sequences
+from spanqa.tasks.masking import IGNORE, mask_tokens
+from spanqa.tasks.pretrain import nsp_sequences, packed_sequences
 
 V1 = str(FIXTURES / "squad-v1.1-dev-fixture.json")
 
@@ -112,7 +112,7 @@ def test_nsp_pairs_are_half_random_and_real_pairs_continue_their_document(corpus
     assert seq.lengths.max() <= 128 and 0 < seq.nsp_label.mean() < 1
     text = corpus.ids.tobytes()
     for i in np.flatnonzero(seq.nsp_label == 0)[:20]:
-        lo, hi = seq.offsets[i], seq.offsets[i + 1]
+        lo, hi = seq.row_splits[i], seq.row_splits[i + 1]
         ids, types, special = seq.ids[lo:hi], seq.types[lo:hi], seq.special[lo:hi]
         a, b = ids[~special & (types == 0)], ids[~special & (types == 1)]
         at_a, at_b = text.find(a.tobytes()), text.find(b.tobytes())  # pairs may be trimmed at either end
@@ -178,6 +178,6 @@ def test_pretrain_bad_settings_are_named(tiny_model, tmp_path):
                  "--output-dir", str(tmp_path / "o"), "--report-to", "none"]) == 2
     assert main(["pretrain", "--model", str(tiny_model), "--output-dir", str(tmp_path / "o2"), "--report-to", "none"]) == 2
     with pytest.raises(SpanqaError, match="--init-weights"):
-        from spanqa.train.pretrain import PretrainConfig
+        from spanqa.tasks.pretrain import PretrainConfig
 
         PretrainConfig(init_weights="zeros")

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from spanqa.train.batches import epoch_batches, eval_batches, rank_slice
+from spanqa.train.sampling import epoch_batches, rank_slice
 
 
 def test_epoch_order_is_a_pure_function_of_seed_and_epoch():
@@ -28,14 +28,3 @@ def test_rank_slices_partition_the_global_batch():
     batch = np.arange(16)
     parts = [rank_slice(batch, r, 2) for r in range(2)]
     assert np.array_equal(np.concatenate(parts), batch) and len(parts[0]) == 8
-
-
-def test_eval_batches_keep_questions_whole():
-    example_index = np.repeat(np.arange(50), np.random.default_rng(1).integers(1, 4, 50))
-    lengths = np.random.default_rng(2).integers(10, 300, len(example_index))
-    batches = eval_batches(example_index, lengths, 8)
-    seen = np.concatenate(batches)
-    assert sorted(seen.tolist()) == list(range(len(example_index)))
-    for b in batches:
-        for ex in np.unique(example_index[b]):
-            assert set(np.flatnonzero(example_index == ex)) <= set(b.tolist())

@@ -23,10 +23,9 @@ import torch.nn.functional as F
 
 from spanqa.config import _f
 from spanqa.errors import SpanqaError
+from spanqa.batching import sorted_batches
+from spanqa.inference import run_batches
 from spanqa.models.reader_model import mask_padding, model_inputs, span_loss
-from spanqa.inference import evaluating
-from spanqa.precision import autocast
-from spanqa.train.batches import sorted_batches
 
 log = logging.getLogger(__name__)
 
@@ -102,13 +101,11 @@ class TeacherLogits:
         start = np.lib.format.open_memmap(folder / ".teacher_start.npy", mode="w+", dtype=np.float16, shape=(total,))
         end = np.lib.format.open_memmap(folder / ".teacher_end.npy", mode="w+", dtype=np.float16, shape=(total,))
         device = next(teacher.parameters()).device
-        with torch.inference_mode(), evaluating(teacher):
-            for rows in sorted_batches(features.lengths, batch_size):
-                batch = features.pad(rows, pad_id)
-                with autocast(precision, device):
-                    out = teacher(**model_inputs(batch, input_names, device))
-                _scatter(start, out.start_logits, features, rows)
-                _scatter(end, out.end_logits, features, rows)
+        forward = lambda m, batch: m(**model_inputs(batch, input_names, device))  # noqa: E731
+        batches = sorted_batches(features.lengths, batch_size)
+        for batch, out in run_batches(teacher, features, batches, pad_id, precision, forward):
+            _scatter(start, out.start_logits, features, batch["rows"])
+            _scatter(end, out.end_logits, features, batch["rows"])
         start.flush()
         end.flush()
         del start, end

@@ -1,4 +1,4 @@
-"""Which windows go in which batch: deterministic, length-grouped, identical for any number of processes.
+"""Which training windows go in which batch: deterministic, length-grouped, identical for any number of processes.
 
 The order of an epoch depends only on (seed, epoch), so a resumed run replays it exactly and a run on
 N processes sees the same global batches as one process with N times the batch: each global batch
@@ -36,30 +36,3 @@ def epoch_batches(lengths: np.ndarray, global_batch: int, seed: int, epoch: int,
 def rank_slice(batch: np.ndarray, rank: int, world_size: int) -> np.ndarray:
     """This process's share of a global batch (as even as possible; may be empty for a tiny last batch)."""
     return np.array_split(batch, world_size)[rank]
-
-
-def eval_batches(example_index: np.ndarray, lengths: np.ndarray, max_windows: int) -> list[np.ndarray]:
-    """Batches of whole questions for evaluation: every window of a question lands in the same batch.
-
-    Questions are ordered by their longest window so padding stays small; a batch closes before it
-    would pass `max_windows` (a single question with more windows gets a batch of its own).
-    """
-    bounds = np.flatnonzero(np.r_[True, example_index[1:] != example_index[:-1], True])
-    groups = [np.arange(bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1)]
-    groups.sort(key=lambda g: int(lengths[g].max()))
-    batches, current, size = [], [], 0
-    for g in groups:
-        if current and size + len(g) > max_windows:
-            batches.append(np.concatenate(current))
-            current, size = [], 0
-        current.append(g)
-        size += len(g)
-    if current:
-        batches.append(np.concatenate(current))
-    return batches
-
-
-def sorted_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
-    """Batches of row indices in length order (inference: the least padding), each up to `batch_size`."""
-    order = np.argsort(lengths, kind="stable")
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]

@@ -30,19 +30,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from spanqa.artifacts import EncoderInfo, numeric
+from spanqa.batching import PAD_ID, Ragged, sorted_batches
 from spanqa.config import _f
 from spanqa.data.text import TokenizedCorpus, tokenize_corpus
 from spanqa.errors import SpanqaError
-from spanqa.features import PairTemplate, padded_slots, plain_backend
-from spanqa.models.hub import load_tokenizer, resolve_model_path
-from spanqa.models.reader_model import quiet_transformers
-from spanqa.inference import evaluating
-from spanqa.precision import autocast
-from spanqa.train.batches import sorted_batches
-from spanqa.train.masking import IGNORE, mask_tokens
+from spanqa.inference import run_batches
+from spanqa.models.hub import load_model, load_tokenizer
+from spanqa.tasks.masking import IGNORE, mask_tokens
+from spanqa.tokenization import PairTemplate, plain_backend
+from spanqa.train import outputs
+from spanqa.train.config import LengthConfig, Settings
+from spanqa.train.engine import Run, Task, fit, save_model_folder, start
 
 log = logging.getLogger(__name__)
-PRETRAIN_FILE = "spanqa_pretrain.json"
 INITS = ("random", "pretrained")
 
 
@@ -73,34 +74,37 @@ class PretrainConfig:
 
 
 @dataclass(frozen=True)
-class Sequences:
-    """Pretraining sequences, ragged: flat per-token arrays cut by `offsets` [N + 1]."""
+class PretrainSettings(Settings):
+    """`spanqa pretrain`: masked-LM (+ NSP) pretraining of an encoder."""
+
+    COMMAND = "pretrain"
+
+    data: LengthConfig
+    pretrain: PretrainConfig
+
+
+@dataclass(frozen=True)
+class Sequences(Ragged):
+    """Pretraining sequences, ragged: flat per-token arrays cut by `row_splits` [N + 1].
+
+    `pad` gives input_ids, token_type_ids, attention_mask, special_tokens_mask (True at padding), word_start,
+    next_sentence_label (IGNORE without NSP).
+    """
+
+    TOKEN_FIELDS = {
+        "ids": ("input_ids", PAD_ID, np.int64),
+        "types": ("token_type_ids", 0, np.int64),
+        "special": ("special_tokens_mask", True, None),
+        "word_start": ("word_start", False, None),
+    }
+    ROW_FIELDS = {"nsp_label": "next_sentence_label"}
 
     ids: np.ndarray
     types: np.ndarray
     special: np.ndarray
     word_start: np.ndarray
-    offsets: np.ndarray
-    nsp_label: np.ndarray  # [N], IGNORE without NSP
-
-    def __len__(self) -> int:
-        return len(self.offsets) - 1
-
-    @property
-    def lengths(self) -> np.ndarray:
-        return np.diff(self.offsets)
-
-    def pad(self, rows, pad_id: int, multiple_of: int = 1) -> dict[str, np.ndarray]:
-        """A padded batch of `rows`: input_ids, token_type_ids, attention_mask, special_tokens_mask, word_start,
-        next_sentence_label."""
-        rows = np.asarray(rows)
-        slot, real = padded_slots(self.offsets, rows, multiple_of)
-        return {"input_ids": np.where(real, self.ids[slot], pad_id).astype(np.int64),
-                "token_type_ids": np.where(real, self.types[slot], 0).astype(np.int64),
-                "attention_mask": real.astype(np.int64),
-                "special_tokens_mask": ~real | self.special[slot],
-                "word_start": real & self.word_start[slot],
-                "next_sentence_label": self.nsp_label[rows].astype(np.int64)}
+    row_splits: np.ndarray
+    nsp_label: np.ndarray  # [N]
 
 
 class _Builder:
@@ -124,8 +128,8 @@ class _Builder:
         if not self.lengths:
             raise SpanqaError("the corpus gave no training sequences (is it empty, or are its sentences empty?).")
         cat = lambda i, dtype: np.concatenate([p[i] for p in self.pieces]).astype(dtype)  # noqa: E731
-        offsets = np.concatenate([[0], np.cumsum(self.lengths)]).astype(np.int64)
-        return Sequences(cat(0, np.int32), cat(2, np.int8), cat(3, bool), cat(1, bool), offsets,
+        row_splits = np.concatenate([[0], np.cumsum(self.lengths)]).astype(np.int64)
+        return Sequences(cat(0, np.int32), cat(2, np.int8), cat(3, bool), cat(1, bool), row_splits,
                          np.asarray(self.labels, dtype=np.int64))
 
 
@@ -352,18 +356,14 @@ class PretrainEvaluator:
         self.data, self.tokenizer, self.config = data, tokenizer, config
         self.batch_size, self.precision, self.seed = batch_size, precision, seed
 
-    @torch.inference_mode()
     def __call__(self, model) -> dict:
         t0 = time.perf_counter()
         loss = PretrainLoss(self.tokenizer, self.config, torch.Generator().manual_seed(self.seed))
         totals = dict.fromkeys(("mlm_loss_sum", "masked", "mlm_correct", "nsp_loss_sum", "nsp_correct", "sequences"), 0.0)
-        device = next(model.parameters()).device
-        with evaluating(model):
-            for rows in sorted_batches(self.data.lengths, self.batch_size):
-                with autocast(self.precision, device):
-                    loss(model, self.data.pad(rows, self.tokenizer.pad_token_id or 0))
-                for k, v in loss.last.items():
-                    totals[k] += v
+        batches = sorted_batches(self.data.lengths, self.batch_size)
+        for _batch, _loss in run_batches(model, self.data, batches, self.tokenizer.pad_token_id or 0, self.precision, loss):
+            for k, v in loss.last.items():
+                totals[k] += v
         mlm = totals["mlm_loss_sum"] / max(totals["masked"], 1)
         out = {"eval_mlm_loss": mlm, "eval_perplexity": math.exp(min(mlm, 50)),
                "eval_mlm_accuracy": totals["mlm_correct"] / max(totals["masked"], 1)}
@@ -384,60 +384,56 @@ def load_pretraining_model(name: str, init: str, nsp: bool, overrides: dict, voc
     Raises:
         SpanqaError: the model or config cannot be found, or the architecture has no such head.
     """
-    from transformers import AutoConfig, AutoModelForMaskedLM, AutoModelForPreTraining
+    random_init = init == "random"
 
-    path = resolve_model_path(name)
-    auto = AutoModelForPreTraining if nsp else AutoModelForMaskedLM
-    try:
-        config = AutoConfig.from_pretrained(path, **overrides)
-        if init == "random":
-            if config.vocab_size < vocab_size:
-                config.vocab_size = vocab_size
-            return auto.from_config(config)
-        with quiet_transformers():
-            return auto.from_pretrained(path, config=config)
-    except (OSError, ValueError, KeyError) as exc:
-        raise SpanqaError(
-            f"{name}: could not make a {'pretraining (MLM + NSP)' if nsp else 'masked-LM'} model "
-            f"({str(exc).strip().splitlines()[0]}). Pass a local model folder, the alias minilm-l6, or a hub name "
-            "with network access; --next-sentence-prediction false for architectures without an NSP head."
-        ) from None
+    def room_for_vocabulary(config) -> None:  # new weights: every token of the tokenizer needs a row
+        if random_init and config.vocab_size < vocab_size:
+            config.vocab_size = vocab_size
+
+    return load_model("AutoModelForPreTraining" if nsp else "AutoModelForMaskedLM", name,
+                      "a pretraining (MLM + NSP) model" if nsp else "a masked-LM model", overrides, random_init,
+                      adjust=room_for_vocabulary,
+                      hint="Pass a local model folder, the alias minilm-l6, or a hub name with network access; "
+                           "--next-sentence-prediction false for architectures without an NSP head.")
 
 
-def pretrain(settings, command: str = "") -> dict:
-    """Run `spanqa pretrain` end to end; returns all_results."""
-    from spanqa.train import outputs
-    from spanqa.train.run import Task, fit, start
-
-    run, cfg = settings.run, settings.extra
-    if not run.train_data:
+def build(settings: PretrainSettings, run: Run, command: str = "") -> Task:
+    """The pretraining task: a tokenized corpus -> sequences -> masked-LM (+ NSP) loss."""
+    rs, cfg = settings.run, settings.pretrain
+    if not rs.train_data:
         raise SpanqaError("--train-data is required: text files (one sentence per line, blank lines between "
                           "documents), a saved dataset folder or a hub dataset with a 'text' column.")
-    out, acc, precision = start(settings)
-    tokenizer = load_tokenizer(cfg.tokenizer or run.model)
-    model = SparseMLM(load_pretraining_model(run.model, cfg.init_weights, cfg.next_sentence_prediction,
-                                             run.overrides(), len(tokenizer)))
+    tokenizer = load_tokenizer(cfg.tokenizer or rs.model)
+    model = SparseMLM(load_pretraining_model(rs.model, cfg.init_weights, cfg.next_sentence_prediction,
+                                             rs.overrides(), len(tokenizer)))
     if cfg.next_sentence_prediction and model.parts is not None and model.parts[2] is None:
-        raise SpanqaError(f"{run.model}: this architecture has no next-sentence head; use --next-sentence-prediction false.")
-    with acc.main_process_first():  # one process tokenizes and fills the cache; the others read it
-        train_data = _sequences(run.train_data, run.train_split, tokenizer, settings, run.max_train_samples)
+        raise SpanqaError(f"{rs.model}: this architecture has no next-sentence head; use --next-sentence-prediction false.")
+    with run.acc.main_process_first():  # one process tokenizes and fills the cache; the others read it
+        train_data = _sequences(rs.train_data, rs.train_split, tokenizer, settings, rs.max_train_samples)
     evaluator = None
-    if run.eval_data and acc.is_main_process:
-        eval_data = _sequences(run.eval_data, run.eval_split, tokenizer, settings, run.max_eval_samples)
+    if rs.eval_data and run.main:
+        eval_data = _sequences(rs.eval_data, rs.eval_split, tokenizer, settings, rs.max_eval_samples)
         evaluator = PretrainEvaluator(eval_data, tokenizer, cfg, settings.optim.per_device_eval_batch_size,
-                                      precision, settings.optim.seed)
+                                      run.precision, settings.optim.seed)
     s = settings.to_dict()
-    task = Task(
+    info = lambda last_eval: EncoderInfo(base=rs.model, init_weights=cfg.init_weights,  # noqa: E731
+                                         max_seq_length=settings.data.max_seq_length, eval=numeric(last_eval))
+    return Task(
         model, tokenizer, train_data, PretrainLoss(tokenizer, cfg), evaluator, len(train_data),
-        save=lambda folder, m, last_eval: _save_encoder(folder, m, tokenizer, settings, last_eval),
-        card=lambda name, hparams, train_m, eval_m: outputs.pretrain_card(name, s, hparams, train_m, eval_m, command),
-        command="pretrain",
+        save=lambda folder, m, last_eval: save_model_folder(folder, m, tokenizer, info(last_eval)),
+        card=lambda name, hparams, train_m, eval_m: pretrain_card(name, s, hparams, train_m, eval_m, command),
+        command=settings.COMMAND,
     )
-    return fit(settings, acc, precision, task, out)
 
 
-def _sequences(spec: str, split: str, tokenizer, settings, limit: int) -> Sequences:
-    cfg = settings.extra
+def pretrain(settings: PretrainSettings, command: str = "") -> dict:
+    """Run `spanqa pretrain` end to end; returns all_results."""
+    run = start(settings)
+    return fit(settings, run, build(settings, run, command))
+
+
+def _sequences(spec: str, split: str, tokenizer, settings: PretrainSettings, limit: int) -> Sequences:
+    cfg = settings.pretrain
     sources = [s.strip() for s in spec.split(",") if s.strip()]
     corpus = tokenize_corpus(sources, tokenizer, cfg.cache_folder(), split)
     max_len = settings.data.max_seq_length
@@ -446,16 +442,22 @@ def _sequences(spec: str, split: str, tokenizer, settings, limit: int) -> Sequen
     else:
         seq = packed_sequences(corpus, max_len, tokenizer)
     if limit and limit < len(seq):
-        seq = dataclasses.replace(seq, offsets=seq.offsets[: limit + 1], nsp_label=seq.nsp_label[:limit])
+        seq = seq.take(limit)
     log.info("%s: %d sequences of up to %d tokens (%d tokens)", spec, len(seq), max_len, int(seq.lengths.sum()))
     return seq
 
 
-def _save_encoder(out: Path, model, tokenizer, settings, eval_metrics: dict) -> None:
-    """The pretrained model (HF format, heads included), tokenizer and `spanqa_pretrain.json`."""
-    from spanqa.train.run import RUN_FILE, save_model_folder
-
-    info = {"task": "pretraining", "base": settings.run.model, "init_weights": settings.extra.init_weights,
-            "max_seq_length": settings.data.max_seq_length,
-            "eval": {k: v for k, v in eval_metrics.items() if isinstance(v, (int, float))}}
-    save_model_folder(out, model, tokenizer, {PRETRAIN_FILE: info, RUN_FILE: settings.to_dict()})
+def pretrain_card(name: str, settings: dict, hparams: dict, train_metrics: dict, eval_metrics: dict, command: str) -> str:
+    """README.md of a pretrained encoder."""
+    objective = "masked language modelling and next-sentence prediction" if settings["next_sentence_prediction"] \
+        else "masked language modelling (packed sequences)"
+    start = "from random weights with the configuration of" if settings["init_weights"] == "random" else "from the weights of"
+    headline = (f" Held-out masked-LM loss {eval_metrics['eval_mlm_loss']:.4f} (perplexity {eval_metrics['eval_perplexity']:.2f}, "
+                f"accuracy {eval_metrics['eval_mlm_accuracy']:.4f})." if "eval_mlm_loss" in eval_metrics else "")
+    summary = (f"This encoder was pretrained by spanqa {start} `{settings['model']}` on `{settings['train_data']}` with "
+               f"{objective}, sequences of {settings['max_seq_length']} tokens, "
+               f"{settings['mlm_probability']:.0%} of tokens masked{' (whole words)' if settings['whole_word_masking'] else ''}.{headline}")
+    about = ("An encoder to fine-tune, not a finished model: `spanqa train --model PATH` makes a reader of it, "
+             "`spanqa classify --model PATH` a classifier; a second pretraining phase continues it with "
+             "`spanqa pretrain --model PATH --init-weights pretrained`.")
+    return outputs.card(name, summary, about, settings, hparams, train_metrics, eval_metrics, command, "documents")

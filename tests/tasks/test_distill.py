@@ -8,7 +8,7 @@ from conftest import FIXTURES
 
 from spanqa.cli import main
 from spanqa.errors import SpanqaError
-from spanqa.train.distill import DistillConfig, distill_loss, kd_loss, shrink_layers
+from spanqa.tasks.distill import DistillConfig, distill_loss, kd_loss, shrink_layers
 
 V1 = str(FIXTURES / "squad-v1.1-dev-fixture.json")
 
@@ -114,7 +114,7 @@ def test_weight_zero_trains_the_student_on_gold_spans_without_running_the_teache
 
 
 def test_layer_map_follows_the_kept_layers_or_tinybert_uniform_map():
-    from spanqa.train.distill import layer_map
+    from spanqa.tasks.distill import layer_map
 
     assert layer_map(3, 6, kept=[0, 2, 5]) == [0, 1, 3, 6]
     assert layer_map(3, 6) == [0, 2, 4, 6]
@@ -122,7 +122,7 @@ def test_layer_map_follows_the_kept_layers_or_tinybert_uniform_map():
 
 
 def test_hidden_loss_is_the_masked_mse_and_zero_for_equal_states():
-    from spanqa.train.distill import hidden_loss
+    from spanqa.tasks.distill import hidden_loss
 
     s = [torch.zeros(1, 3, 2), torch.ones(1, 3, 2)]
     t = [torch.zeros(1, 3, 2), torch.zeros(1, 3, 2), torch.full((1, 3, 2), 3.0)]

@@ -1,4 +1,4 @@
-"""`spanqa train --task classification`: data reading, errors that name the row, and a tiny run that learns."""
+"""`spanqa classify` (and its alias `train --task classification`): data reading, errors that name the row, and a tiny run that learns."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import random
 import pytest
 from conftest import fixture_texts
 
-from spanqa.cli import main
+from spanqa.artifacts import ClassifierInfo
+from spanqa.cli import main, task_aliases
 from spanqa.data.text import split_sentences
 from spanqa.errors import SpanqaError
-from spanqa.train.classify import ClassifyConfig, read_rows
+from spanqa.tasks.classify import ClassifyConfig, read_rows
 
 
 def _write_tsv(path, rows):
@@ -51,14 +52,15 @@ def test_missing_column_and_empty_text_are_named(tmp_path):
 
 def test_sentence_classification_learns_and_reports_accuracy(marked, tiny_model, tmp_path):
     out = tmp_path / "clf"
-    assert main(["train", "--task", "classification", "--model", str(tiny_model), "--train-data", str(marked[0]),
+    assert main(["classify", "--model", str(tiny_model), "--train-data", str(marked[0]),
                  "--eval-data", str(marked[1]), "--output-dir", str(out), "--max-seq-length", "64",
                  "--per-device-train-batch-size", "16", "--num-train-epochs", "6", "--learning-rate", "3e-3",
                  "--eval-steps", "40", "--report-to", "none", "--precision", "fp32"]) == 0
     results = json.loads((out / "all_results.json").read_text())
     assert results["eval_accuracy"] > 0.9
-    info = json.loads((out / "spanqa_classifier.json").read_text())
-    assert info["labels"] == ["negative", "positive"]
+    info = ClassifierInfo.load(out)
+    assert info.labels == ["negative", "positive"] and info.eval["eval_accuracy"] == results["eval_accuracy"]
+    assert json.loads((out / "spanqa_train_config.json").read_text())["command"] == "classify"
     card = (out / "README.md").read_text()
     assert "text classification" in card and "accuracy" in card
     from transformers import AutoModelForSequenceClassification
@@ -71,3 +73,11 @@ def test_an_unseen_evaluation_label_is_an_error_naming_the_row(marked, tiny_mode
     code = main(["train", "--task", "classification", "--model", str(tiny_model), "--train-data", str(marked[0]),
                  "--eval-data", str(dev), "--output-dir", str(tmp_path / "o"), "--max-steps", "1", "--report-to", "none"])
     assert code == 2
+
+
+def test_train_task_classification_is_an_alias_of_classify(capsys):
+    assert task_aliases(["train", "--task", "classification", "--model", "m"]) == ["classify", "--model", "m"]
+    assert task_aliases(["train", "--model", "m", "--task=qa"]) == ["train", "--model", "m"]
+    assert task_aliases(["predict", "--task", "x"]) == ["predict", "--task", "x"]
+    assert main(["train", "--task", "regression"]) == 2
+    assert "--task regression: expected qa" in capsys.readouterr().err

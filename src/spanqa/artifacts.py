@@ -1,0 +1,166 @@
+"""Folders that outlive a process, and the names of the files that mark them.
+
+A reader folder holds a Hugging Face model and tokenizer plus `spanqa_reader.json` (`ReaderInfo`: how to
+window and decode, whether it may answer "no answer", how it was exported). A classifier folder holds
+`spanqa_classifier.json` (`ClassifierInfo`), a pretrained encoder `spanqa_pretrain.json` (`EncoderInfo`).
+Training writes them, `Reader`, export and the server read them; nothing else reads these files.
+
+Each has a `schema_version`. Version 0 is what spanqa wrote before the field existed (same keys): it
+loads as is. A file from a newer spanqa is refused with the version it needs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from spanqa.config import DataConfig, DecodeConfig
+from spanqa.data.io import read_json, write_json_atomic
+from spanqa.errors import SpanqaError
+
+READER_FILE = "spanqa_reader.json"
+CLASSIFIER_FILE = "spanqa_classifier.json"
+PRETRAIN_FILE = "spanqa_pretrain.json"
+RUN_FILE = "spanqa_train_config.json"  # the resolved training settings, beside the final model
+WEIGHTS_FILE = "model.safetensors"
+ONNX_FILE = "model.onnx"
+SCHEMA_VERSION = 1
+RUNTIMES = ("torch", "onnxruntime")
+
+
+class _Info:
+    """save/load of a frozen dataclass as JSON, with the schema check and errors that name the field."""
+
+    FILE: ClassVar[str] = ""
+    NESTED: ClassVar[dict[str, type]] = {}
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, folder: str | Path) -> Path:
+        """Write `FILE` into `folder` atomically."""
+        path = Path(folder) / self.FILE
+        write_json_atomic(path, self.to_dict(), indent=1)
+        return path
+
+    @classmethod
+    def exists(cls, folder: str | Path) -> bool:
+        return (Path(folder) / cls.FILE).is_file()
+
+    @classmethod
+    def load(cls, folder: str | Path):
+        """The info in `folder`, or None when the folder has no `FILE`.
+
+        Raises:
+            SpanqaError: not JSON, not an object, an unknown or mistyped field, or a newer schema version.
+        """
+        path = Path(folder) / cls.FILE
+        if not path.is_file():
+            return None
+        raw = read_json(path, f"a {cls.__name__} object")
+        if not isinstance(raw, dict):
+            raise SpanqaError(f"{path}: expected a JSON object, got {type(raw).__name__}.")
+        return cls.from_dict(raw, path)
+
+    @classmethod
+    def from_dict(cls, raw: dict, where: str | Path = "") -> Any:
+        where = where or cls.FILE
+        version = raw.get("schema_version", 0)
+        if not isinstance(version, int) or version > SCHEMA_VERSION:
+            raise SpanqaError(f"{where}: schema_version {version!r} is newer than this spanqa reads "
+                              f"({SCHEMA_VERSION}); upgrade spanqa.")
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        values = {}
+        for key, value in raw.items():
+            if key not in known:
+                raise SpanqaError(f"{where}: unknown field '{key}' (expected: {', '.join(known)}).")
+            values[key] = _typed(cls.NESTED.get(key), value, f"{where}: field '{key}'")
+        values["schema_version"] = SCHEMA_VERSION
+        try:
+            return cls(**values)
+        except TypeError as exc:
+            raise SpanqaError(f"{where}: {exc}.") from None
+
+
+def _typed(kind: type | None, value: Any, where: str) -> Any:
+    """A nested config (DataConfig, DecodeConfig) from its JSON object; other values unchanged."""
+    if kind is None:
+        return value
+    if not isinstance(value, dict):
+        raise SpanqaError(f"{where}: expected an object, got {type(value).__name__}.")
+    try:
+        return kind(**value)
+    except TypeError as exc:
+        raise SpanqaError(f"{where}: {exc}.") from None
+
+
+@dataclass(frozen=True)
+class ReaderInfo(_Info):
+    """How a reader folder is run (`spanqa_reader.json`).
+
+    Attributes:
+        version_2_with_negative: trained for SQuAD v2: the reader may answer "no answer".
+        base_model: the encoder it was fine-tuned from.
+        data: the window settings it was trained with.
+        decode: n-best, answer length and the no-answer threshold tuned at training.
+        eval: the evaluation metrics of the final model.
+        runtime: torch (safetensors weights) or onnxruntime (`model.onnx`).
+        quantize: none or int8 (dynamic quantization of the weights).
+        default_precision: what `precision="auto"` means for this folder ("" = the hardware's best).
+        exported_from: the folder an exported reader was made from.
+    """
+
+    FILE: ClassVar[str] = READER_FILE
+    NESTED: ClassVar[dict[str, type]] = {"data": DataConfig, "decode": DecodeConfig}
+
+    version_2_with_negative: bool = False
+    base_model: str = ""
+    data: DataConfig = field(default_factory=DataConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    eval: dict[str, float] = field(default_factory=dict)
+    runtime: str = "torch"
+    quantize: str = "none"
+    default_precision: str = ""
+    exported_from: str = ""
+    schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.version_2_with_negative, bool):
+            raise SpanqaError(f"{READER_FILE}: version_2_with_negative must be true or false, "
+                              f"got {self.version_2_with_negative!r}.")
+        if self.runtime not in RUNTIMES:
+            raise SpanqaError(f"{READER_FILE}: runtime {self.runtime!r}: expected one of {', '.join(RUNTIMES)}.")
+
+
+@dataclass(frozen=True)
+class ClassifierInfo(_Info):
+    """A sentence (pair) classifier folder (`spanqa_classifier.json`): its label names, in id order."""
+
+    FILE: ClassVar[str] = CLASSIFIER_FILE
+
+    labels: list = field(default_factory=list)
+    max_seq_length: int = 128
+    eval: dict[str, float] = field(default_factory=dict)
+    task: str = "classification"
+    schema_version: int = SCHEMA_VERSION
+
+
+@dataclass(frozen=True)
+class EncoderInfo(_Info):
+    """A pretrained encoder folder (`spanqa_pretrain.json`): MLM (+ NSP) heads, no span head."""
+
+    FILE: ClassVar[str] = PRETRAIN_FILE
+
+    base: str = ""
+    init_weights: str = "random"
+    max_seq_length: int = 128
+    eval: dict[str, float] = field(default_factory=dict)
+    task: str = "pretraining"
+    schema_version: int = SCHEMA_VERSION
+
+
+def numeric(metrics: dict) -> dict[str, float]:
+    """The numeric entries of a metrics dict (what an info file keeps)."""
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}

@@ -1,0 +1,40 @@
+"""The precision choice on machines with and without bf16 units (the detection is patched both ways)."""
+
+import pytest
+import torch
+
+from spanqa import precision
+from spanqa.errors import SpanqaError
+
+
+@pytest.fixture(params=[True, False], ids=["bf16-units", "avx2-only"])
+def bf16_units(request, monkeypatch):
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: request.param)
+    return request.param
+
+
+def test_auto_picks_bf16_only_where_the_cpu_multiplies_it_natively(bf16_units):
+    assert precision.resolve_precision("auto", torch.device("cpu")) == ("bf16" if bf16_units else "fp32")
+    assert ("no native bf16" in precision.describe("fp32", torch.device("cpu"))) != bf16_units
+
+
+def test_an_explicit_precision_is_kept_and_fp16_needs_a_gpu(bf16_units):
+    cpu = torch.device("cpu")
+    assert precision.resolve_precision("fp32", cpu) == "fp32"
+    assert precision.resolve_precision("bf16", cpu) == "bf16"
+    with pytest.raises(SpanqaError, match="fp16 needs a CUDA GPU"):
+        precision.resolve_precision("fp16", cpu)
+
+
+def test_the_cpu_flags_are_read_from_proc_cpuinfo(tmp_path, monkeypatch):
+    precision.cpu_has_native_bf16.cache_clear()
+    try:
+        for flags, expected in (("fpu avx2 fma", False), ("fpu avx512f avx512_bf16", True), ("amx_bf16 amx_tile", True)):
+            fake = tmp_path / "cpuinfo"
+            fake.write_text(f"model name\t: test\nflags\t\t: {flags}\n")
+            monkeypatch.setattr(precision, "Path", lambda _p, fake=fake: fake)
+            precision.cpu_has_native_bf16.cache_clear()
+            assert precision.cpu_has_native_bf16() is expected
+    finally:
+        monkeypatch.undo()
+        precision.cpu_has_native_bf16.cache_clear()

@@ -1,0 +1,94 @@
+"""The Reader: the one route from a model to answers. Old folders load; no-answer settings act."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from conftest import FIXTURES
+
+from spanqa.artifacts import ReaderInfo
+from spanqa.cli import main
+from spanqa.data import load_examples
+from spanqa.reader import Reader, ReaderConfig
+
+V2 = str(FIXTURES / "squad-v2.0-dev-fixture.json")
+LEGACY = FIXTURES / "legacy-reader-v2"  # written by spanqa 195ab85, before ReaderInfo had a schema version
+
+
+def test_a_folder_written_before_the_typed_artifact_loads_and_answers_as_it_did():
+    recorded = json.loads((FIXTURES / "legacy-reader-v2-predictions.json").read_text())["predictions"]
+    reader = Reader.load(LEGACY, precision="fp32", device="cpu")
+    assert reader.allow_null and reader.data.max_seq_length == 128 and reader.data.doc_stride == 32
+    examples = [e for e in load_examples(V2).examples if e.id in recorded]
+    for pred in reader.predict(examples):
+        want = recorded[pred.id]
+        assert pred.answer == want["answer"]
+        assert pred.na_prob == pytest.approx(want["na_prob"], abs=1e-6)
+        assert [[s.text, s.start, s.end] for s in pred.spans[:3]] == [n[:3] for n in want["nbest"]]
+        assert [s.score for s in pred.spans[:3]] == pytest.approx([n[3] for n in want["nbest"]], abs=1e-5)
+
+
+def null_wins(pred, threshold: float) -> bool:
+    """The SQuAD v2 rule, written out: abstain when null score - best span score > threshold."""
+    return pred.null_score - pred.spans[0].score > threshold
+
+
+def test_a_v2_reader_answers_empty_exactly_where_the_null_score_wins():
+    examples = load_examples(V2).examples[:60]
+    probe = Reader.load(LEGACY, precision="fp32", device="cpu", null_score_diff_threshold=0.0)
+    diffs = np.array([p.null_score - p.spans[0].score for p in probe.predict(examples)])
+    threshold = float(np.median(diffs))  # about half the questions abstain: both outcomes occur
+    reader = Reader.load(LEGACY, precision="fp32", device="cpu", null_score_diff_threshold=threshold)
+    preds = reader.predict(examples)
+    empty = [p.answer == "" for p in preds]
+    assert 0 < sum(empty) < len(preds)
+    assert empty == [null_wins(p, threshold) for p in preds]
+    assert all(0 < p.na_prob < 1 for p in preds)
+    assert reader.answer(examples[0].question, examples[0].context)[0].is_no_answer == empty[0]
+
+
+def test_a_plain_hub_qa_folder_abstains_only_when_allowed(tiny_model):
+    examples = load_examples(V2).examples[:40]
+    never = Reader.load(tiny_model, precision="fp32", device="cpu", null_score_diff_threshold=-1e9)
+    assert not never.allow_null and all(p.answer and p.na_prob == 0 for p in never.predict(examples))
+    always = Reader.load(tiny_model, ReaderConfig(precision="fp32", device="cpu", allow_null=True,
+                                                  null_score_diff_threshold=-1e9))
+    assert always.allow_null and all(p.answer == "" for p in always.predict(examples))
+
+
+def test_the_v2_reader_can_be_told_never_to_abstain():
+    reader = Reader.load(LEGACY, precision="fp32", device="cpu", allow_null=False)
+    assert all(p.answer for p in reader.predict(load_examples(V2).examples[:20]))
+
+
+def test_reader_config_overrides_window_and_decode_settings_of_the_folder():
+    reader = Reader.load(LEGACY, ReaderConfig(precision="fp32", device="cpu", max_seq_length=96, doc_stride=16,
+                                              n_best_size=3, batch_size=4))
+    assert (reader.data.max_seq_length, reader.data.doc_stride, reader.data.max_query_length) == (96, 16, 32)
+    assert reader.decode.n_best_size == 3 and reader.batch_size == 4
+    assert reader.decode.null_score_diff_threshold == ReaderInfo.load(LEGACY).decode.null_score_diff_threshold
+
+
+@pytest.mark.parametrize("flags, abstains", [(["--allow-null", "--null-score-diff-threshold=-1e9"], True),
+                                             (["--null-score-diff-threshold=-1e9"], False),
+                                             (["--no-allow-null", "--null-score-diff-threshold=-1e9"], False)])
+def test_predict_and_ask_flags_reach_the_reader(tiny_model, tmp_path, capsys, flags, abstains):
+    out = tmp_path / "p.json"
+    assert main(["predict", "--model", str(tiny_model), V2, "--output", str(out), "--max-samples", "10",
+                 "--precision", "fp32", *flags]) == 0
+    answers = json.loads(out.read_text()).values()
+    assert all(a == "" for a in answers) if abstains else all(a for a in answers)
+    capsys.readouterr()
+    assert main(["ask", "--model", str(tiny_model), "--question", "Who?", "--context", "Ann met Bob.",
+                 "--no-color", *flags]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert ("no answer" in first) == abstains
+
+
+def test_a_classifier_folder_is_refused_with_what_to_do(tmp_path, tiny_model):
+    folder = tmp_path / "clf"
+    shutil.copytree(tiny_model, folder)
+    (folder / "spanqa_classifier.json").write_text('{"labels": [0, 1]}')
+    with pytest.raises(Exception, match="holds a classifier, not a reader.*spanqa train --model"):
+        Reader.load(folder)
