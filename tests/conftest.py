@@ -16,6 +16,23 @@ FIXTURES = Path(__file__).parent / "fixtures"
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+V1 = str(FIXTURES / "squad-v1.1-dev-fixture.json")
+V2 = str(FIXTURES / "squad-v2.0-dev-fixture.json")
+SMALL = ["--max-seq-length", "128", "--doc-stride", "32", "--max-query-length", "32"]  # windows for tiny models
+
+
+def train_args(model, out, *extra) -> list[str]:
+    """`spanqa train` of `model` on the v1.1 fixture into `out`, small windows, no tracker."""
+    return ["train", "--model", str(model), "--train-data", V1, "--output-dir", str(out), *SMALL,
+            "--report-to", "none", *extra]
+
+
+def losses(out) -> list[float]:
+    """The training losses a run logged."""
+    state = json.loads((Path(out) / "trainer_state.json").read_text())
+    return [r["loss"] for r in state["log_history"] if "loss" in r]
+
+
 def fixture_texts() -> list[str]:
     """Contexts and questions of the SQuAD fixtures: the training text for the tiny tokenizers."""
     texts = []

@@ -13,22 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FIXTURES
+from conftest import V1, losses, train_args
 
 from spanqa.cli import main
 
-V1 = str(FIXTURES / "squad-v1.1-dev-fixture.json")
-SMALL = ["--max-seq-length", "128", "--doc-stride", "32", "--max-query-length", "32"]
-
-
-def train_args(model, out, *extra):
-    return ["train", "--model", str(model), "--train-data", V1, "--output-dir", str(out), *SMALL,
-            "--report-to", "none", *extra]
-
-
-def losses(out):
-    state = json.loads((Path(out) / "trainer_state.json").read_text())
-    return [r["loss"] for r in state["log_history"] if "loss" in r]
 
 
 def test_refuses_an_output_dir_with_another_run_and_a_missing_model(tiny_model, tmp_path, capsys):
