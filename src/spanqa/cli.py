@@ -209,6 +209,8 @@ def _task_parser(name: str):
         settings_cls, _ = _task(name)
         p = sub.add_parser(name, help=TASKS[name][2])
         p.add_argument("--config", help=f"YAML recipe: a flat mapping of the settings below (command: {name})")
+        if name == "train":  # read by task_aliases before parsing; here for --help
+            p.add_argument("--task", help="qa (default) or classification (the same as `spanqa classify`)")
         for cls in settings_cls.config_classes().values():
             add_dataclass_args(p, cls, default_none=True)
         p.set_defaults(func=cmd_task)
@@ -224,10 +226,12 @@ def task_aliases(argv: list[str]) -> list[str]:
     if not argv or argv[0] != "train":
         return argv
     for i, arg in enumerate(argv):
-        value = arg.partition("=")[2] if arg.startswith("--task=") else argv[i + 1] if arg == "--task" and i + 1 < len(argv) else None
-        if value is None:
+        if arg.startswith("--task="):
+            value, rest = arg.partition("=")[2], argv[1:i] + argv[i + 1:]
+        elif arg == "--task" and i + 1 < len(argv):
+            value, rest = argv[i + 1], argv[1:i] + argv[i + 2:]
+        else:
             continue
-        rest = argv[1:i] + argv[i + (1 if "=" in arg else 2):]
         if value == "classification":
             return ["classify", *rest]
         if value == "qa":
