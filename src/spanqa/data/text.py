@@ -26,6 +26,7 @@ import numpy as np
 
 from spanqa.data.io import read_text
 from spanqa.errors import SpanqaError
+from spanqa.tokenization import plain_backend
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = "1"
@@ -123,8 +124,6 @@ def _tokenize(docs: list[list[str]], tokenizer) -> TokenizedCorpus:
 
 
 def _cache_key(sources: list[str], tokenizer, split: str) -> str:
-    from spanqa.tokenization import plain_backend
-
     h = hashlib.sha256(CACHE_VERSION.encode())
     h.update(plain_backend(tokenizer).to_str().encode())  # without the call-to-call truncation/padding state
     for source in sources:
