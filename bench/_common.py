@@ -29,11 +29,10 @@ def report(figures: dict) -> None:
 
 def spanqa_train(**settings) -> dict:
     """Run `spanqa train` in-process on SQuAD v1.1 train with minilm-l6; returns its results plus wall_s."""
-    from spanqa.train.config import resolve
-    from spanqa.train.run import train
+    from spanqa.tasks.reader import ReaderSettings, train
 
     base = {"model": "minilm-l6", "train_data": str(SQUAD_V1_TRAIN), "save_steps": 0, "report_to": "none"}
     t0 = time.perf_counter()
-    results = train(resolve({}, {**base, **settings}))
+    results = train(ReaderSettings.resolve({}, {**base, **settings}))
     results["wall_s"] = time.perf_counter() - t0
     return results

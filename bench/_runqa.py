@@ -64,7 +64,7 @@ def runqa_trainer(model_path: str, train_dataset, output_dir: str, batch_size: i
     """A `Trainer` as run_qa.py builds it: padded windows, default collator, AdamW, linear schedule."""
     from transformers import AutoModelForQuestionAnswering, Trainer, TrainingArguments, default_data_collator
 
-    from spanqa.models.reader_model import quiet_transformers
+    from spanqa.models.hub import quiet_transformers
 
     args = TrainingArguments(
         output_dir=output_dir, per_device_train_batch_size=batch_size, learning_rate=learning_rate,

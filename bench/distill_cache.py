@@ -23,16 +23,14 @@ from _common import SQUAD_V1_TRAIN, report
 
 
 def distil(teacher: str, out: str, questions: int, epochs: float, cache: bool, layers: int) -> dict:
-    from spanqa.train.config import resolve
-    from spanqa.train.distill import DistillConfig
-    from spanqa.train.run import train
+    from spanqa.tasks.reader import DistillSettings, train
 
     flags = {"teacher": teacher, "student_layers": layers, "temperature": 1.5, "distillation_loss_weight": 0.75,
              "cache_teacher_logits": cache, "train_data": str(SQUAD_V1_TRAIN), "max_train_samples": questions,
              "num_train_epochs": epochs, "per_device_train_batch_size": 16, "learning_rate": 1e-4,
              "output_dir": out, "save_steps": 0, "report_to": "none", "seed": 42}
     t0 = time.perf_counter()
-    results = train(resolve({}, flags, (DistillConfig,)))
+    results = train(DistillSettings.resolve({}, flags))
     results["wall_s"] = time.perf_counter() - t0
     return results
 

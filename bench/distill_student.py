@@ -31,15 +31,13 @@ HPARAMS = {"learning_rate": 1e-4, "per_device_train_batch_size": 16, "num_train_
 
 
 def distil(teacher: str, out: str, questions: int, weight: float) -> float:
-    from spanqa.train.config import resolve
-    from spanqa.train.distill import DistillConfig
-    from spanqa.train.run import train
+    from spanqa.tasks.reader import DistillSettings, train
 
     flags = {"teacher": teacher, "student_layers": 3, "temperature": 1.5, "distillation_loss_weight": weight,
              "train_data": str(SQUAD_V1_TRAIN), "max_train_samples": questions, "output_dir": out,
              "overwrite_output_dir": True, "save_steps": 0, "report_to": "none", **HPARAMS}
     t0 = time.perf_counter()
-    train(resolve({}, flags, (DistillConfig,)))
+    train(DistillSettings.resolve({}, flags))
     return time.perf_counter() - t0
 
 

@@ -29,7 +29,7 @@ from _flops import matmul_rate
 from spanqa.data import load_examples
 from spanqa.data.text import split_sentences, tokenize_corpus
 from spanqa.models.hub import load_tokenizer
-from spanqa.train.pretrain import packed_sequences
+from spanqa.tasks.pretrain import packed_sequences
 
 ARCHS = {
     "bert-base": "num_hidden_layers=12,hidden_size=768,num_attention_heads=12,intermediate_size=3072",
@@ -45,16 +45,17 @@ def corpus_file(tmp: str) -> str:
 
 
 def run_spanqa(corpus: str, overrides: str, steps: int, batch: int, out: str, cache: str) -> list[float]:
-    from spanqa.train.config import resolve
-    from spanqa.train.pretrain import PretrainConfig, pretrain
+    from spanqa.tasks.pretrain import PretrainSettings, build
+    from spanqa.train.engine import fit, start
 
-    settings = resolve({}, {
+    settings = PretrainSettings.resolve({}, {
         "model": "minilm-l6", "init_weights": "random", "config_overrides": overrides, "train_data": corpus,
         "next_sentence_prediction": False, "max_seq_length": 128, "per_device_train_batch_size": batch,
         "max_steps": steps, "learning_rate": 1e-4, "warmup_ratio": 0.0, "logging_steps": 1, "save_steps": 0,
         "report_to": "none", "output_dir": out, "cache_dir": cache, "group_by_length": False,
-    }, (PretrainConfig,))
-    pretrain(settings)
+    })
+    run = start(settings)
+    fit(settings, run, build(settings, run))
     state = json.loads((Path(out) / "trainer_state.json").read_text())
     rates = [r["train_samples_per_second"] for r in state["log_history"] if "train_samples_per_second" in r]
     return [batch / r for r in rates]  # seconds per step
@@ -71,7 +72,7 @@ def run_trainer(sequences, overrides: str, steps: int, batch: int, out: str) -> 
     config = AutoConfig.from_pretrained(resolve_model_path("minilm-l6"),
                                         **RunConfig(config_overrides=overrides).overrides())
     model = BertForMaskedLM(config)
-    rows = [{"input_ids": sequences.ids[sequences.offsets[i] : sequences.offsets[i + 1]].tolist()}
+    rows = [{"input_ids": sequences.ids[sequences.row_splits[i] : sequences.row_splits[i + 1]].tolist()}
             for i in range(len(sequences))]
     rows = [r for r in rows if len(r["input_ids"]) == 128]
     marks: list[float] = []
