@@ -18,6 +18,15 @@ def matmul_rate(dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
     return 2 * n**3 * repeats / (time.perf_counter() - t0) / 1e9
 
 
+def matmul_rates(native_bf16: bool) -> dict:
+    """{"fp32": GFLOP/s, "bf16": GFLOP/s or None}: bf16 is measured only where the CPU has bf16 units.
+
+    Without them (AVX2 only) torch emulates bf16 at ~1 GFLOP/s, ~100x below fp32: measuring it at n=2048
+    takes minutes, and no benchmark runs bf16 there, so there is no bf16 peak to compare against.
+    """
+    return {"fp32": matmul_rate(torch.float32), "bf16": matmul_rate(torch.bfloat16) if native_bf16 else None}
+
+
 def encoder_train_flops(config, n_params_nonembedding: int, tokens: list[int]) -> float:
     """Forward+backward FLOPs (3x forward) over windows of `tokens` real tokens each.
 

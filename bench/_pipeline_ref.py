@@ -1,8 +1,9 @@
 """Reference side of bench/inference.py: transformers 4.57's question-answering pipeline.
 
-Runs in a separate process whose sys.path puts an isolated transformers 4.57 install first (the pipeline
-was removed in transformers 5). Reads questions from a JSON file, writes answers and timings to another.
-Usage: python _pipeline_ref.py MODEL_DIR QUESTIONS.json OUT.json BATCH_SIZES
+Runs in a separate process with the interpreter of bench/.ref's virtual environment, which holds
+transformers 4.57 and its dependencies (the pipeline was removed in transformers 5; see
+`inference.ensure_reference`). Reads questions from a JSON file, writes answers and timings to another.
+Usage: .ref/venv-transformers-4.57/bin/python _pipeline_ref.py MODEL_DIR QUESTIONS.json OUT.json BATCH_SIZES
 """
 
 import json
@@ -16,6 +17,8 @@ def main() -> None:
     import transformers
     from transformers import pipeline
 
+    print(f"reference: transformers {transformers.__version__} from {transformers.__file__}, torch {torch.__version__}",
+          file=sys.stderr, flush=True)
     transformers.logging.set_verbosity_error()
     qa = pipeline("question-answering", model=model_dir, tokenizer=model_dir, device=-1)
     items = json.load(open(questions_path))

@@ -3,13 +3,15 @@
 Both train the same randomly initialised encoder (default: the BERT-base shape, 12 x 768, on the
 uncased WordPiece vocabulary of minilm-l6) with masked-LM only on the same packed 128-token sequences
 (SQuAD v1.1 dev contexts, documents joined and cut into full blocks, as run_mlm's group_texts does), batch
-32, AdamW, bf16 where the CPU has it. The Trainer gets `BertForMaskedLM` with
-`DataCollatorForLanguageModeling(mlm_probability=0.15)` and bf16=True. spanqa uses its defaults
-(vocabulary projection on the masked tokens only, its CPU dropout kernels).
+32, AdamW, each side in what is fastest on this CPU: bf16 where it has native bf16 units, else fp32.
+The Trainer gets `BertForMaskedLM` with `DataCollatorForLanguageModeling(mlm_probability=0.15)` and
+bf16=True there (fp32 elsewhere). spanqa uses its defaults (precision auto, vocabulary projection on the
+masked tokens only, its CPU dropout kernels).
 Throughput is tokens/s over the steps after --warmup steps (median step time). `ratio` = spanqa / Trainer.
 MFU counts useful FLOPs only: 6 x non-embedding parameters per token, attention, and the vocabulary
-projection for the masked 15% of tokens, against the bf16 matmul rate measured in the same run.
-Usage: python bench/pretrain_throughput.py [--arch bert-base|minilm] [--steps 8] [--batch-size 32]
+projection for the masked 15% of tokens, against the matmul rate measured in the same run for the
+precision both sides ran. Takes ~6 minutes on 2 AVX2 cores at the default size.
+Usage: python bench/pretrain_throughput.py [--arch bert-base|minilm] [--steps 5] [--warmup 1] [--batch-size 32]
 """
 
 from __future__ import annotations
@@ -22,9 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-from _common import SQUAD_V1_DEV, report
-from _flops import matmul_rate
+from _common import SQUAD_V1_DEV, best_precision, cpu_banner, report
+from _flops import matmul_rates
 
 from spanqa.data import load_examples
 from spanqa.data.text import split_sentences, tokenize_corpus
@@ -61,7 +62,7 @@ def run_spanqa(corpus: str, overrides: str, steps: int, batch: int, out: str, ca
     return [batch / r for r in rates]  # seconds per step
 
 
-def run_trainer(sequences, overrides: str, steps: int, batch: int, out: str) -> list[float]:
+def run_trainer(sequences, overrides: str, steps: int, batch: int, out: str, bf16: bool) -> list[float]:
     from transformers import (AutoConfig, BertForMaskedLM, DataCollatorForLanguageModeling, Trainer,
                               TrainerCallback, TrainingArguments)
 
@@ -82,7 +83,7 @@ def run_trainer(sequences, overrides: str, steps: int, batch: int, out: str) -> 
             marks.append(time.perf_counter())
 
     args = TrainingArguments(output_dir=out, per_device_train_batch_size=batch, max_steps=steps, learning_rate=1e-4,
-                             bf16=True, use_cpu=True, report_to=[], save_strategy="no", logging_steps=1000,
+                             bf16=bf16, use_cpu=True, report_to=[], save_strategy="no", logging_steps=1000,
                              dataloader_drop_last=True, seed=42, disable_tqdm=True)
     collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15)
     trainer = Trainer(model=model, args=args, train_dataset=rows, data_collator=collator, callbacks=[Timer()])
@@ -107,10 +108,12 @@ def useful_flops_per_token(overrides: str) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", choices=sorted(ARCHS), default="bert-base")
-    parser.add_argument("--steps", type=int, default=8)
-    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
+    cpu = cpu_banner()
+    precision = best_precision(cpu)
     if not SQUAD_V1_DEV.exists():
         print(f"needs {SQUAD_V1_DEV}", file=sys.stderr)
         return 1
@@ -121,19 +124,21 @@ def main() -> int:
         sequences = packed_sequences(tokenize_corpus([corpus], load_tokenizer("minilm-l6"), f"{tmp}/cache"), 128,
                                      load_tokenizer("minilm-l6"))
         ours = run_spanqa(corpus, overrides, total, args.batch_size, f"{tmp}/spanqa", f"{tmp}/cache")[args.warmup :]
-        ref = run_trainer(sequences, overrides, total, args.batch_size, f"{tmp}/trainer")[args.warmup - 1 :]
-    tokens = args.batch_size * 128
-    tps = {"spanqa": tokens / statistics.median(ours), "trainer_bf16": tokens / statistics.median(ref)}
-    peak = matmul_rate(torch.bfloat16)
+        ref = run_trainer(sequences, overrides, total, args.batch_size, f"{tmp}/trainer",
+                          bf16=precision == "bf16")[args.warmup - 1 :]
+    tokens, reference = args.batch_size * 128, f"trainer_{precision}"
+    tps = {"spanqa": tokens / statistics.median(ours), reference: tokens / statistics.median(ref)}
+    rates = matmul_rates(cpu["native_bf16"])
+    peak = rates[precision]
     per_token = useful_flops_per_token(overrides)
     mfu = {k: v * per_token / 1e9 / peak for k, v in tps.items()}
     for name in tps:
         print(f"{name:>13}: {tps[name]:8.0f} tokens/s  {tps[name] * per_token / 1e9:6.0f} useful GFLOP/s = "
-              f"{mfu[name]:.1%} of the bf16 matmul peak ({peak:.0f} GFLOP/s)")
+              f"{mfu[name]:.1%} of the {precision} matmul peak ({peak:.0f} GFLOP/s)")
     report({"benchmark": "pretrain_throughput", "arch": args.arch, "batch_size": args.batch_size, "seq_len": 128,
-            "timed_steps": args.steps, "tokens_per_second": tps, "step_seconds": {"spanqa": ours, "trainer_bf16": ref},
-            "useful_flops_per_token": per_token, "bf16_matmul_gflops": peak, "mfu": mfu,
-            "ratio": tps["spanqa"] / tps["trainer_bf16"]})
+            "precision": precision, "timed_steps": args.steps, "tokens_per_second": tps,
+            "step_seconds": {"spanqa": ours, reference: ref}, "useful_flops_per_token": per_token,
+            "matmul_gflops": rates, "mfu": mfu, "ratio": tps["spanqa"] / tps[reference]}, cpu)
     return 0
 
 

@@ -3,7 +3,8 @@ of micro-batching over batch size 1.
 
 Starts the server twice (micro-batching on, then --max-batch-size 1), each time with 16 concurrent
 clients sending SQuAD v1.1 dev questions for 30 s (only to 127.0.0.1). `ratio` = requests/s with
-micro-batching / requests/s at batch size 1.
+micro-batching / requests/s at batch size 1. Takes ~2 minutes at the defaults (the run time is fixed by
+--seconds, not by the CPU).
 Usage: python bench/serve_load.py [--model DIR] [--clients 16] [--seconds 30]
 """
 
@@ -18,7 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import SQUAD_V1_DEV, report
+from _common import SQUAD_V1_DEV, cpu_banner, report
 
 from spanqa.data import load_examples
 
@@ -101,6 +102,7 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=30.0)
     args = parser.parse_args()
+    cpu = cpu_banner()
     examples = load_examples(SQUAD_V1_DEV).examples[:400]
     items = [{"question": e.question, "context": e.context} for e in examples]
     batched = measure(args.model, items, args.clients, args.seconds, 32)
@@ -108,7 +110,7 @@ def main() -> int:
     ratio = batched["requests_per_second"] / single["requests_per_second"]
     print(f"micro-batching gain: x{ratio:.2f}")
     report({"benchmark": "serve_load", "model": args.model, "clients": args.clients, "seconds": args.seconds,
-            "micro_batched": batched, "batch_size_1": single, "ratio": ratio})
+            "micro_batched": batched, "batch_size_1": single, "ratio": ratio}, cpu)
     return 0 if batched["errors"] == 0 and single["errors"] == 0 else 1
 
 
