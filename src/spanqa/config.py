@@ -90,7 +90,7 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, default_none:
     hints = get_type_hints(cls)
     group = parser.add_argument_group(cls.__name__)
     for f in dataclasses.fields(cls):
-        kind, optional = _flag_type(hints[f.name])
+        kind, optional = field_type(hints[f.name])
         flag = "--" + f.name.replace("_", "-")
         if kind is bool and optional:  # None = "as the model says": --allow-null / --no-allow-null
             extra = {"action": argparse.BooleanOptionalAction}
@@ -104,7 +104,7 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, default_none:
         )
 
 
-def _flag_type(hint) -> tuple[type, bool]:
+def field_type(hint) -> tuple[type, bool]:
     """(the value type, whether None is allowed) of a field hint such as `int`, `bool | None`."""
     args = [a for a in getattr(hint, "__args__", ()) if a is not type(None)]
     return (args[0], True) if args else (hint, False)

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, get_type_hints
 
 import yaml
 
-from spanqa.config import _f
+from spanqa.config import _f, field_type
 from spanqa.errors import SpanqaError
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
@@ -134,7 +134,7 @@ class Settings:
     def config_classes(cls) -> dict[str, type]:
         """{field: config dataclass} in declaration order (a field typed `X | None` gives X)."""
         hints = get_type_hints(cls)
-        return {f.name: _config_type(hints[f.name]) for f in dataclasses.fields(cls)}
+        return {f.name: field_type(hints[f.name])[0] for f in dataclasses.fields(cls)}
 
     def to_dict(self) -> dict[str, Any]:
         """Flat {setting: value}, the shape of a recipe."""
@@ -174,11 +174,6 @@ class Settings:
             if key not in known:
                 raise SpanqaError(f"{path}: unknown setting '{key}' (see `spanqa {cls.COMMAND} --help` for the fields).")
         return recipe
-
-
-def _config_type(hint) -> type:
-    args = [a for a in getattr(hint, "__args__", ()) if a is not type(None)]
-    return args[0] if args else hint
 
 
 def read_recipe(path: str | Path) -> dict[str, Any]:
