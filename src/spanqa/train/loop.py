@@ -51,7 +51,8 @@ class TrainState:
 
 @dataclass
 class LoopParts:
-    """What the loop drives. `model` may be DDP-wrapped; `evaluate(step)` and `save(step)` are hooks."""
+    """What the loop drives. `model` may be DDP-wrapped; `evaluate(step)` and `save(step)` are hooks; `plan`
+    is the step plan the schedule reads (a time budget may shorten it)."""
 
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
@@ -64,8 +65,8 @@ class LoopParts:
     precision: str
     evaluate: Callable[[int], dict | None]
     save: Callable[[int], None]
-    on_log: Callable[[dict], None] = lambda record: None
-    plan: StepPlan | None = None
+    on_log: Callable[[dict], None]
+    plan: StepPlan
 
 
 def plan_steps(n_windows: int, optim: OptimConfig, world_size: int) -> tuple[int, int]:
@@ -107,7 +108,7 @@ def train_loop(parts: LoopParts, optim: OptimConfig, state: TrainState, progress
     acc = parts.accelerator
     world, rank = acc.num_processes, acc.process_index
     steps_per_epoch, total = plan_steps(len(parts.data), optim, world)
-    plan = parts.plan or StepPlan(total, optim.warmup_ratio)
+    plan = parts.plan
     budget = _Budget(optim.max_time, state, acc) if optim.max_time else None
     window_loss, window_count, t_log = 0.0, 0, time.perf_counter()
     with StopRequest() as stop:
