@@ -47,7 +47,7 @@ def corpus_file(tmp: str) -> str:
 
 def run_spanqa(corpus: str, overrides: str, steps: int, batch: int, out: str, cache: str) -> list[float]:
     from spanqa.tasks.pretrain import PretrainSettings, build
-    from spanqa.train.engine import fit, start
+    from spanqa.train.engine import run_task
 
     settings = PretrainSettings.resolve({}, {
         "model": "minilm-l6", "init_weights": "random", "config_overrides": overrides, "train_data": corpus,
@@ -55,8 +55,7 @@ def run_spanqa(corpus: str, overrides: str, steps: int, batch: int, out: str, ca
         "max_steps": steps, "learning_rate": 1e-4, "warmup_ratio": 0.0, "logging_steps": 1, "save_steps": 0,
         "report_to": "none", "output_dir": out, "cache_dir": cache, "group_by_length": False,
     })
-    run = start(settings)
-    fit(settings, run, build(settings, run))
+    run_task(settings, build)
     state = json.loads((Path(out) / "trainer_state.json").read_text())
     rates = [r["train_samples_per_second"] for r in state["log_history"] if "train_samples_per_second" in r]
     return [batch / r for r in rates]  # seconds per step

@@ -191,14 +191,13 @@ def _task(name: str):
 
 def cmd_task(args: argparse.Namespace) -> int:
     """`train`, `distill`, `classify`, `pretrain`: recipe + flags -> settings -> the task on the engine."""
-    from spanqa.train.engine import fit, start
+    from spanqa.train.engine import run_task
 
     settings_cls, build = _task(args.command)
     recipe = settings_cls.load_recipe(args.config) if args.config else {}
     flags = {k: v for k, v in vars(args).items() if k not in ("config", "func", "command", "verbose")}
     settings = settings_cls.resolve(recipe, flags)
-    run = start(settings)
-    results = fit(settings, run, build(settings, run, "spanqa " + " ".join(sys.argv[1:])))
+    results = run_task(settings, build, "spanqa " + " ".join(sys.argv[1:]))
     if results:
         print(json.dumps(results))
     return 0

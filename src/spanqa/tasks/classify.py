@@ -32,7 +32,7 @@ from spanqa.models.reader_model import model_inputs
 from spanqa.tokenization import input_names_for
 from spanqa.train import outputs
 from spanqa.train.config import LengthConfig, Settings
-from spanqa.train.engine import Run, Task, fit, save_model_folder, start
+from spanqa.train.engine import Run, Task, save_model_folder
 
 
 @dataclass(frozen=True)
@@ -221,12 +221,6 @@ def build(settings: ClassifySettings, run: Run, command: str = "") -> Task:
         card=lambda name, hparams, train_m, eval_m: _card(name, s, hparams, train_m, eval_m, command, labels),
         command=settings.COMMAND,
     )
-
-
-def train_classifier(settings: ClassifySettings, command: str = "") -> dict:
-    """`spanqa classify` end to end; returns all_results."""
-    run = start(settings)
-    return fit(settings, run, build(settings, run, command))
 
 
 def _limit(rows: Rows, n: int) -> Rows:

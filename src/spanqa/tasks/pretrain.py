@@ -41,7 +41,7 @@ from spanqa.tasks.masking import IGNORE, mask_tokens
 from spanqa.tokenization import PairTemplate, plain_backend
 from spanqa.train import outputs
 from spanqa.train.config import LengthConfig, Settings
-from spanqa.train.engine import Run, Task, fit, save_model_folder, start
+from spanqa.train.engine import Run, Task, save_model_folder
 
 log = logging.getLogger(__name__)
 INITS = ("random", "pretrained")
@@ -424,12 +424,6 @@ def build(settings: PretrainSettings, run: Run, command: str = "") -> Task:
         card=lambda name, hparams, train_m, eval_m: pretrain_card(name, s, hparams, train_m, eval_m, command),
         command=settings.COMMAND,
     )
-
-
-def pretrain(settings: PretrainSettings, command: str = "") -> dict:
-    """Run `spanqa pretrain` end to end; returns all_results."""
-    run = start(settings)
-    return fit(settings, run, build(settings, run, command))
 
 
 def _sequences(spec: str, split: str, tokenizer, settings: PretrainSettings, limit: int) -> Sequences:

@@ -31,7 +31,7 @@ from spanqa.tasks.distill import (DistillConfig, DistillObjective, TeacherLogits
 from spanqa.tokenization import input_names_for
 from spanqa.train import outputs
 from spanqa.train.config import Settings
-from spanqa.train.engine import Run, Task, fit, save_model_folder, start
+from spanqa.train.engine import Run, Task, run_task, save_model_folder
 
 log = logging.getLogger(__name__)
 NULL_CHOICES = ("auto", "true", "false")
@@ -201,8 +201,7 @@ def build(settings: ReaderSettings, run: Run, command: str = "") -> Task:
 
 def train(settings: ReaderSettings, command: str = "") -> dict:
     """Run `spanqa train` (or `spanqa distill`) end to end; returns all_results."""
-    run = start(settings)
-    return fit(settings, run, build(settings, run, command))
+    return run_task(settings, build, command)
 
 
 def _student(settings: ReaderSettings):

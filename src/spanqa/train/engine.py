@@ -166,6 +166,12 @@ def fit(settings: Settings, run: Run, task: Task) -> dict:
     return results
 
 
+def run_task(settings: Settings, build: Callable, command: str = "") -> dict:
+    """`start`, then `fit` the task that `build(settings, run, command)` makes; returns all_results."""
+    run = start(settings)
+    return fit(settings, run, build(settings, run, command))
+
+
 def _resume(out: Path, acc, model, optimizer, scheduler, scaler) -> TrainState:
     latest = list_checkpoints(out)[-1]
     saved, rng = load_checkpoint(latest, acc.unwrap_model(model), optimizer, scheduler, scaler)
