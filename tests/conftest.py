@@ -151,3 +151,26 @@ def make_tiny_model(path, tokenizer, layers: int = 2, hidden: int = 32):
 def tiny_model(tmp_path_factory, wordpiece):
     """A 2-layer random BERT reader with the fixture WordPiece tokenizer."""
     return make_tiny_model(tmp_path_factory.mktemp("tiny-bert"), wordpiece)
+
+
+@pytest.fixture(scope="session")
+def tiny_vectors(tmp_path_factory) -> Path:
+    """A GloVe-format text file: 8-d vectors for 80% of the fixtures' words (the rest are out of vocabulary),
+    with one accented spelling ("Café") that the word tokenizer must normalise."""
+    import numpy as np
+
+    from spanqa.models.words import split_words
+
+    words = sorted({w for ws in split_words(fixture_texts()) for w in ws})
+    rng = np.random.default_rng(0)
+    kept = [w for w in words if rng.random() < 0.8] + ["Café"]
+    path = tmp_path_factory.mktemp("vectors") / "tiny.8d.txt"
+    lines = [f"{w} " + " ".join(f"{v:.4f}" for v in rng.normal(size=8)) for w in kept]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def recurrent_args(architecture: str, vectors, out, *extra) -> list[str]:
+    """`spanqa train` of a tiny recurrent reader (`architecture`) on the v1.1 fixture into `out`."""
+    return train_args(architecture, out, "--embeddings", str(vectors), "--hidden-size", "12", "--char-channels", "10",
+                      "--char-embedding-size", "4", *extra)

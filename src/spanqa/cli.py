@@ -367,6 +367,24 @@ def _export_parser(sub) -> None:
     p.set_defaults(func=cmd_export)
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from spanqa.report import write_report
+
+    table, written = write_report(args.runs, args.output_dir)
+    print(table, end="")
+    print(f"spanqa: wrote {', '.join(str(p) for p in written)}", file=sys.stderr)
+    return 0
+
+
+def _report_parser(sub) -> None:
+    p = sub.add_parser("report", help="compare finished runs: parameters, training and eval time, EM, F1 "
+                                      "(markdown, CSV and a plot)")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="output folders of finished training runs")
+    p.add_argument("--output-dir", default="report", help="where report.md, report.csv and report.png go "
+                                                          "(default: report)")
+    p.set_defaults(func=cmd_report)
+
+
 def _quickstart_parser(sub) -> None:
     p = sub.add_parser("quickstart", help="the main job on the bundled defaults: train, evaluate, answer")
     p.add_argument("--output-dir", help="where the run goes (default: runs/quickstart)")
@@ -377,7 +395,7 @@ def _quickstart_parser(sub) -> None:
 
 SUBCOMMANDS: list[Callable] = [
     _quickstart_parser, *(_task_parser(name) for name in TASKS), _evaluate_parser, _predict_parser, _ask_parser,
-    _serve_parser, _export_parser, _data_parser,
+    _serve_parser, _export_parser, _data_parser, _report_parser,
 ]
 
 

@@ -1,4 +1,4 @@
-"""Showing answers in a terminal: the context with the answer highlighted."""
+"""Showing things to people: answers with the context highlighted, and durations as the seeds write them."""
 
 from __future__ import annotations
 
@@ -28,3 +28,10 @@ def answers_table(answers) -> str:
         lines.append(f"{rank:>2}. {text}  score {a.score:.3f}  p {a.probability:.3f}  "
                      f"no-answer p {a.no_answer_probability:.3f}")
     return "\n".join(lines)
+
+
+def hms(seconds: float) -> str:
+    """0:02:14.50 — the seeds' runtime format."""
+    minutes, secs = divmod(seconds, 60)
+    hours, minutes = divmod(int(minutes), 60)
+    return f"{hours}:{minutes:02d}:{secs:05.2f}"

@@ -29,6 +29,11 @@ def export_reader(model: str, fmt: str, quantize: str, output: str) -> Path:
     if out.exists() and any(out.iterdir()):
         raise SpanqaError(f"{out} already holds files; choose an empty or new --output folder.")
     reader = Reader.load(model, device="cpu", precision="fp32")
+    if fmt == "onnx" and getattr(reader.model.config, "model_type", "") == "spanqa_recurrent":
+        raise SpanqaError(f"{model}: a recurrent reader ({reader.model.config.architecture}) cannot be exported to "
+                          "ONNX: it splits each window into question and context by their lengths, which a traced "
+                          "graph would fix to one example's. Serve the folder as it is (spanqa serve --model "
+                          f"{model}), or use --format torch --quantize int8.")
     with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as tmp:
         stage = Path(tmp) / "reader"
         stage.mkdir()

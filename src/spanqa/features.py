@@ -22,6 +22,7 @@ starts at the first token ending after s and ends at the last token starting bef
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 
 import numpy as np
@@ -96,6 +97,25 @@ def trim_offsets(context: str, offsets: np.ndarray) -> np.ndarray:
     return np.stack([start, end], axis=1).astype(np.int32)
 
 
+def extend_over_marks(context: str, offsets: np.ndarray) -> np.ndarray:
+    """Let each token end after the combining marks that follow it, so a normaliser that strips accents
+    still cuts "e\u0301" (e + combining acute) whole, not "e".
+
+    Args:
+        offsets: [n, 2] char offsets into `context`.
+    """
+    if not len(offsets) or not any(unicodedata.combining(c) for c in context):
+        return offsets
+    marks = np.array([unicodedata.combining(c) > 0 for c in context] + [False])
+    ends = offsets[:, 1].copy()
+    limit = np.append(np.maximum(offsets[1:, 0], offsets[:-1, 1]), len(context))  # never into the next token
+    while True:
+        more = (ends > offsets[:, 0]) & (ends < limit) & marks[ends]
+        if not more.any():
+            return np.stack([offsets[:, 0], ends], axis=1).astype(np.int32)
+        ends[more] += 1
+
+
 def answer_token_span(offsets: np.ndarray, start_char: int, end_char: int) -> tuple[int, int]:
     """Context token span [first, last] covering chars [start_char, end_char); (-1, -1) when none does."""
     first = int(np.searchsorted(offsets[:, 1], start_char, side="right"))
@@ -134,7 +154,7 @@ def _tokenize(backend, texts: list[str]) -> list[_Tokenized]:
     out = []
     for text, enc in zip(texts, backend.encode_batch(texts, add_special_tokens=False)):
         offsets = np.asarray(enc.offsets, dtype=np.int32).reshape(-1, 2)
-        out.append(_Tokenized(np.asarray(enc.ids, dtype=np.int32), trim_offsets(text, offsets)))
+        out.append(_Tokenized(np.asarray(enc.ids, dtype=np.int32), extend_over_marks(text, trim_offsets(text, offsets))))
     return out
 
 

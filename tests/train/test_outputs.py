@@ -3,6 +3,7 @@
 import json
 
 from spanqa.tasks.reader import ReaderSettings
+from spanqa.display import hms
 from spanqa.train import outputs
 
 
@@ -19,7 +20,7 @@ def test_hyperparameters_in_the_seeds_form():
     h = outputs.hyperparameters(settings, world_size=8, precision="bf16", device="cuda")
     assert h["total_train_batch_size"] == 4 * 8 * 8 and h["distributed_type"] == "cuda x 8"
     assert h["optimizer"].startswith("LAMB with betas=(0.9,0.999)") and h["training precision"] == "Mixed Precision (bf16)"
-    assert h["doc_stride"] == 128 and outputs.hms(134.5) == "0:02:14.50"
+    assert h["doc_stride"] == 128 and hms(134.5) == "0:02:14.50"
     no_windows = {k: v for k, v in settings.items() if k != "doc_stride"}  # classification, pretraining
     assert "doc_stride" not in outputs.hyperparameters(no_windows, 1, "fp32", "cpu")
 

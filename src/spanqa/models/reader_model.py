@@ -17,6 +17,9 @@ def load_qa_model(name: str, config_overrides: dict | None = None) -> torch.nn.M
     Raises:
         SpanqaError: the model cannot be found (offline and not cached) or is not a known architecture.
     """
+    from spanqa.models.recurrent import register
+
+    register()  # recurrent reader folders (BiDAF, LSTM baseline) load through the same Auto class
     return load_model("AutoModelForQuestionAnswering", name, "a question-answering model", config_overrides)
 
 

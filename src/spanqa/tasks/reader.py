@@ -28,6 +28,7 @@ from spanqa.models.reader_model import load_qa_model, model_inputs, span_loss
 from spanqa.reader import Reader, ReaderConfig
 from spanqa.tasks.distill import (DistillConfig, DistillObjective, TeacherLogits, check_same_tokenizer,
                                   evenly_spaced, layer_map, shrink_layers)
+from spanqa.tasks.recurrent import RECURRENT_MODELS, RecurrentConfig, is_recurrent, new_reader
 from spanqa.tokenization import input_names_for
 from spanqa.train import outputs
 from spanqa.train.config import Settings
@@ -50,13 +51,35 @@ class QAConfig:
 
 @dataclass(frozen=True)
 class ReaderSettings(Settings):
-    """`spanqa train`: fine-tune an encoder into a reader."""
+    """`spanqa train`: fine-tune an encoder into a reader, or train a recurrent reader (`recurrent` is set
+    only for --model bidaf / lstm-baseline)."""
 
     COMMAND = "train"
 
     data: DataConfig
     decode: DecodeConfig
     qa: QAConfig
+    recurrent: RecurrentConfig | None
+
+    @classmethod
+    def resolve(cls, recipe: dict, flags: dict):
+        """As `Settings.resolve`; recurrent settings only for a recurrent --model, which trains in fp32 under
+        --precision auto (LSTMs gain little from bf16 and lose resolution).
+
+        Raises:
+            SpanqaError: a recurrent-reader setting given for a transformer model.
+        """
+        settings = super().resolve(recipe, flags)
+        if is_recurrent(settings.run.model):
+            if settings.optim.precision == "auto":
+                settings = dataclasses.replace(settings, optim=dataclasses.replace(settings.optim, precision="fp32"))
+            return settings
+        given = {**recipe, **{k: v for k, v in flags.items() if v is not None}}
+        for f in dataclasses.fields(RecurrentConfig):
+            if f.name in given:
+                raise SpanqaError(f"--{f.name.replace('_', '-')}: a setting of recurrent readers (--model "
+                                  f"{' or '.join(RECURRENT_MODELS)}), not of {settings.run.model}.")
+        return dataclasses.replace(settings, recurrent=None)
 
 
 @dataclass(frozen=True)
@@ -182,10 +205,11 @@ def prob_to_score_diff(p: float) -> float:
 
 def build(settings: ReaderSettings, run: Run, command: str = "") -> Task:
     """The reader task for `settings` (a `DistillSettings` adds the teacher)."""
-    model, tokenizer = _student(settings)
     train_set, dev_set = load_data(settings)
+    model, tokenizer = _student(settings, train_set)
     allow_null = wants_null(settings, train_set, dev_set)
     features = build_features(train_set.examples, tokenizer, settings.data)
+    _log_unlabelled(train_set.examples, features)
     objective = _objective(settings, features, tokenizer, run, model)
     evaluator = ReaderEvaluator(dev_set, tokenizer, settings, allow_null, run.precision) \
         if dev_set and run.main else None
@@ -204,9 +228,26 @@ def train(settings: ReaderSettings, command: str = "") -> dict:
     return run_task(settings, build, command)
 
 
-def _student(settings: ReaderSettings):
-    """(model, tokenizer) to train: `--model`, or for distillation the teacher cut to `--student-layers`."""
+def _log_unlabelled(examples: list, features) -> None:
+    """Say how many answerable training questions no window labels (they train towards [CLS])."""
+    answerable = {i for i, e in enumerate(examples) if not e.is_impossible and any(a.start >= 0 for a in e.answers)}
+    labelled = set(features.example_index[features.start_positions != features.cls_index].tolist())
+    lost = len(answerable - labelled)
+    if lost:
+        log.info("%d of %d answerable training questions have no window holding their answer (it does not align "
+                 "with the tokens, or is longer than a window); they train towards 'no answer here'",
+                 lost, len(answerable))
+
+
+def _student(settings: ReaderSettings, train_set: QADataset):
+    """(model, tokenizer) to train: `--model` (a new recurrent reader over the training words), or for
+    distillation the teacher cut to `--student-layers`."""
     run, distill = settings.run, _distill(settings)
+    if settings.recurrent is not None:
+        if distill is not None:
+            raise SpanqaError(f"--model {run.model}: distillation needs a transformer student that shares the "
+                              "teacher's tokenizer.")
+        return new_reader(run.model, settings.recurrent, train_set.examples)
     if distill is not None and distill.student_layers:
         model = load_qa_model(distill.teacher, run.overrides())
         kept = shrink_layers(model, distill.student_layers)
@@ -265,7 +306,8 @@ def _reader_info(settings: ReaderSettings, allow_null: bool, evaluator, eval_met
     if evaluator is not None and allow_null:
         decode = dataclasses.replace(decode, null_score_diff_threshold=evaluator.null_threshold)
     return ReaderInfo(version_2_with_negative=allow_null, base_model=settings.run.model, data=settings.data,
-                      decode=decode, eval=numeric(eval_metrics))
+                      decode=decode, eval=numeric(eval_metrics),
+                      default_precision="fp32" if settings.recurrent is not None else "")
 
 
 def model_card(name: str, settings: dict, hparams: dict, train_metrics: dict, eval_metrics: dict, command: str) -> str:
@@ -280,9 +322,15 @@ def model_card(name: str, settings: dict, hparams: dict, train_metrics: dict, ev
         "Given a question and a passage, it returns the answer span cut from the passage"
         + (", or no answer when the passage does not contain one (SQuAD v2 style; the tuned no-answer threshold is "
            "stored in `spanqa_reader.json`)." if v2 else "; it always answers (SQuAD v1.1 style).")
-        + "\nLoad it with `spanqa.Reader.load(path)` or `transformers.AutoModelForQuestionAnswering.from_pretrained(path)`. "
+        + "\nLoad it with `spanqa.Reader.load(path)`"
+        + ("" if is_recurrent(settings["model"]) else
+           " or `transformers.AutoModelForQuestionAnswering.from_pretrained(path)`") + ". "
         "It inherits the biases of its base model and training data, and answers only from the passage it is given."
     )
     summary = (f"This model is a fine-tuned version of `{settings['model']}` on `{settings['train_data']}` for extractive "
                f"question answering, trained with spanqa.{headline}")
+    if is_recurrent(settings["model"]):
+        summary = (f"This model is a {settings['model']} reader trained from scratch on `{settings['train_data']}` "
+                   f"with the word vectors `{settings['embeddings']}`, for extractive question answering, with "
+                   f"spanqa.{headline}")
     return outputs.card(name, summary, about, settings, hparams, train_metrics, eval_metrics, command, "questions")

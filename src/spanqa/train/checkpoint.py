@@ -1,6 +1,7 @@
 """Checkpoints: written atomically, the last K kept, enough state to resume exactly.
 
-A checkpoint folder `checkpoint-<step>` holds the model (safetensors), optimizer, scheduler and grad
+A checkpoint folder `checkpoint-<step>` holds the model (safetensors; with `--ema-decay` also the averaged
+weights, `ema.safetensors`), optimizer, scheduler and grad
 scaler states, every process's RNG states, the train state (step, log history, best metric) and the
 resolved settings. It is written under a temporary name and renamed into place, so a kill during the
 write leaves the previous checkpoint as the latest usable one.
@@ -18,10 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from spanqa.artifacts import RUN_FILE
+from spanqa.artifacts import RUN_FILE, WEIGHTS_FILE
 from spanqa.models.hub import quiet_transformers
 
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+EMA_FILE = "ema.safetensors"  # the moving average of the trainable weights (`--ema-decay`)
 
 
 def rng_state() -> dict:
@@ -51,7 +53,7 @@ def list_checkpoints(output_dir: str | Path) -> list[Path]:
 
 def save_checkpoint(
     output_dir: Path, step: int, model, optimizer, scheduler, scaler, train_state: dict, settings: dict,
-    rng_states: list[dict], keep: int, protect: str | None = None,
+    rng_states: list[dict], keep: int, protect: str | None = None, ema=None,
 ) -> Path:
     """Write `checkpoint-<step>` atomically, then drop the oldest beyond `keep` (never `protect`)."""
     final = output_dir / f"checkpoint-{step}"
@@ -60,6 +62,10 @@ def save_checkpoint(
     tmp.mkdir(parents=True)
     with quiet_transformers():
         model.save_pretrained(tmp, safe_serialization=True)
+    if ema is not None:
+        from safetensors.torch import save_file
+
+        save_file(ema.state_dict(), str(tmp / EMA_FILE))
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
     if scaler is not None:
@@ -81,11 +87,13 @@ def save_checkpoint(
     return final
 
 
-def load_checkpoint(path: Path, model, optimizer, scheduler, scaler) -> tuple[dict, list[dict]]:
+def load_checkpoint(path: Path, model, optimizer, scheduler, scaler, ema=None) -> tuple[dict, list[dict]]:
     """Restore states in place; returns (train_state, every process's RNG states)."""
     from safetensors.torch import load_file
 
-    model.load_state_dict(load_file(str(path / "model.safetensors")), strict=False)
+    model.load_state_dict(load_file(str(path / WEIGHTS_FILE)), strict=False)
+    if ema is not None:
+        ema.load_state_dict(load_file(str(path / EMA_FILE)))
     optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=False))
     scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=False))
     if scaler is not None and (path / "scaler.pt").exists():

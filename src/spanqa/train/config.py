@@ -17,7 +17,7 @@ from spanqa.errors import SpanqaError
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 SCHEDULES = ("linear", "cosine", "constant")
-OPTIMIZERS = ("adamw", "lamb")
+OPTIMIZERS = ("adamw", "lamb", "adam", "adadelta")
 TRACKERS = ("tensorboard", "wandb", "mlflow", "none")
 
 
@@ -66,11 +66,15 @@ class OptimConfig:
     per_device_train_batch_size: int = _f(12, "windows per device per micro-batch")
     per_device_eval_batch_size: int = _f(64, "windows per device in evaluation")
     gradient_accumulation_steps: int = _f(1, "micro-batches per optimizer step")
-    optimizer: str = _f("adamw", "adamw or lamb")
+    optimizer: str = _f("adamw", "adamw, lamb, adam (L2 weight decay, as the seed's recurrent readers) or "
+                                 "adadelta (BiDAF's)")
     weight_decay: float = _f(0.01, "decoupled weight decay (not applied to biases and LayerNorm)")
     adam_beta1: float = _f(0.9, "first-moment decay")
     adam_beta2: float = _f(0.999, "second-moment decay")
-    adam_epsilon: float = _f(1e-8, "denominator epsilon")
+    adam_epsilon: float = _f(1e-8, "denominator epsilon (every optimizer)")
+    adadelta_rho: float = _f(0.95, "AdaDelta: decay of the squared-gradient and squared-update averages")
+    ema_decay: float = _f(0.0, "keep an exponential moving average of the weights with this decay, evaluate and "
+                               "save it (BiDAF: 0.999; 0 = off)")
     lamb_bias_correction: bool = _f(True, "LAMB: correct the moment estimates' bias")
     lr_scheduler_type: str = _f("linear", "linear, cosine or constant (after warmup)")
     warmup_ratio: float = _f(0.1, "share of steps spent warming up linearly from 0")
@@ -100,6 +104,7 @@ class OptimConfig:
             (self.num_train_epochs > 0 or self.max_steps > 0, "--num-train-epochs", "positive (or set --max-steps)"),
             (self.save_total_limit >= 1, "--save-total-limit", "at least 1"),
             (self.max_time >= 0, "--max-time", "0 (no budget) or a number of seconds"),
+            (0 <= self.ema_decay < 1, "--ema-decay", "in [0, 1)"),
         ]
         for ok, flag, expected in checks:
             if not ok:

@@ -8,6 +8,7 @@ how to write its card. Adding a task means writing one module that builds one.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -19,15 +20,16 @@ from typing import Callable
 
 import torch
 
-from spanqa.artifacts import RUN_FILE
+from spanqa.artifacts import RUN_FILE, WEIGHTS_FILE
 from spanqa.data.io import write_json_atomic
 from spanqa.errors import SpanqaError
 from spanqa.models.cpu_kernels import use_fast_cpu_training
 from spanqa.models.hub import quiet_transformers
 from spanqa.precision import describe, resolve_precision
 from spanqa.train import outputs
-from spanqa.train.checkpoint import list_checkpoints, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from spanqa.train.checkpoint import EMA_FILE, list_checkpoints, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from spanqa.train.config import Settings
+from spanqa.train.ema import EMA
 from spanqa.train.loop import LoopParts, TrainState, plan_steps, train_loop
 from spanqa.train.optim import StepPlan, build_optimizer, build_schedule
 from spanqa.train.tracking import check_tracker, make_tracker
@@ -123,8 +125,9 @@ def fit(settings: Settings, run: Run, task: Task) -> dict:
     plan = StepPlan(total, optim.warmup_ratio)
     optimizer = build_optimizer(
         model, optim.optimizer, optim.learning_rate, optim.weight_decay, (optim.adam_beta1, optim.adam_beta2),
-        optim.adam_epsilon, optim.lamb_bias_correction,
+        optim.adam_epsilon, optim.lamb_bias_correction, optim.adadelta_rho,
     )
+    ema = EMA(model, optim.ema_decay) if optim.ema_decay else None
     scheduler = build_schedule(optimizer, optim.lr_scheduler_type, plan)
     scaler = torch.amp.GradScaler("cuda", init_scale=optim.loss_scale) if run.precision == "fp16" else None
     model.train()  # from_pretrained returns eval mode: without this, dropout never acts
@@ -132,17 +135,17 @@ def fit(settings: Settings, run: Run, task: Task) -> dict:
     torch.manual_seed(optim.seed + acc.process_index)  # dropout streams differ by process
     state = TrainState(planned_total=total)
     if settings.run.resume:
-        state = _resume(out, acc, model, optimizer, scheduler, scaler)
+        state = _resume(out, acc, model, optimizer, scheduler, scaler, ema)
         plan.total = state.planned_total or total
     elif run.main:
         out.mkdir(parents=True, exist_ok=True)
     acc.wait_for_everyone()
     tracker = make_tracker(settings.run.report_to, out, settings.run.run_name or out.name, settings.to_dict()) \
         if run.main else None
-    hooks = _Hooks(run, model, optimizer, scheduler, scaler, state, settings, task.evaluator, tracker)
+    hooks = _Hooks(run, model, optimizer, scheduler, scaler, state, settings, task.evaluator, tracker, ema)
     parts = LoopParts(
         model, optimizer, scheduler, scaler, acc, task.data, task.tokenizer.pad_token_id or 0, task.objective,
-        run.precision, hooks.evaluate, hooks.save, hooks.on_log, plan,
+        run.precision, hooks.evaluate, hooks.save, hooks.on_log, plan, ema,
     )
     if run.main:
         log.info("training %s on %d sequences (%d examples): %d steps, %d per epoch, %d process(es)",
@@ -172,9 +175,9 @@ def run_task(settings: Settings, build: Callable, command: str = "") -> dict:
     return fit(settings, run, build(settings, run, command))
 
 
-def _resume(out: Path, acc, model, optimizer, scheduler, scaler) -> TrainState:
+def _resume(out: Path, acc, model, optimizer, scheduler, scaler, ema) -> TrainState:
     latest = list_checkpoints(out)[-1]
-    saved, rng = load_checkpoint(latest, acc.unwrap_model(model), optimizer, scheduler, scaler)
+    saved, rng = load_checkpoint(latest, acc.unwrap_model(model), optimizer, scheduler, scaler, ema)
     set_rng_state(rng[acc.process_index])
     if acc.is_main_process:
         log.info("resuming from %s (step %d)", latest, saved["step"])
@@ -184,11 +187,17 @@ def _resume(out: Path, acc, model, optimizer, scheduler, scaler) -> TrainState:
 class _Hooks:
     """Evaluation, checkpointing and logging for one run (the main process does the writing)."""
 
-    def __init__(self, run: Run, model, optimizer, scheduler, scaler, state, settings, evaluator, tracker):
+    def __init__(self, run: Run, model, optimizer, scheduler, scaler, state, settings, evaluator, tracker, ema=None):
         self.run, self.acc, self.out = run, run.acc, run.out
         self.model, self.optimizer, self.scheduler, self.scaler = model, optimizer, scheduler, scaler
         self.state, self.settings, self.evaluator, self.tracker = state, settings, evaluator, tracker
+        self.ema = ema
         self.last_eval: dict = {}
+
+    def _evaluated_weights(self):
+        """The weights evaluation and the saved model use: the moving average when there is one."""
+        model = self.acc.unwrap_model(self.model)
+        return self.ema.applied(model) if self.ema is not None else contextlib.nullcontext(model)
 
     def on_log(self, record: dict) -> None:
         if self.tracker:
@@ -196,7 +205,8 @@ class _Hooks:
 
     def evaluate(self, step: int) -> None:
         if self.evaluator is not None:
-            metrics = self.evaluator(self.acc.unwrap_model(self.model))
+            with self._evaluated_weights() as model:
+                metrics = self.evaluator(model)
             self.last_eval = metrics
             self.state.log_history.append({"step": step, **metrics})
             self.on_log({"step": step, **metrics})
@@ -227,7 +237,7 @@ class _Hooks:
             save_checkpoint(
                 self.out, step, self.acc.unwrap_model(self.model), self.optimizer, self.scheduler, self.scaler,
                 self.state.to_dict(), self.settings.to_dict(), states, self.settings.optim.save_total_limit,
-                protect=self.state.best_checkpoint,
+                protect=self.state.best_checkpoint, ema=self.ema,
             )
         self.acc.wait_for_everyone()
 
@@ -243,10 +253,15 @@ class _Hooks:
         model = self.acc.unwrap_model(self.model)
         if self.evaluator is not None:
             self.evaluate(self.state.step)
+        if self.ema is not None:
+            self.ema.copy_to(model)
+        if self.evaluator is not None:
             self._restore_best(model)
         task.save(self.out, model, self.last_eval)
         write_json_atomic(self.out / RUN_FILE, self.settings.to_dict(), indent=1)
         train_metrics = self._train_metrics(len(task.data), task.n_examples, outcome)
+        train_metrics["num_parameters"] = sum(p.numel() for p in model.parameters())
+        train_metrics["num_trainable_parameters"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
         eval_metrics = {k: v for k, v in self.last_eval.items() if not k.startswith("eval_HasAns_total")}
         eval_metrics = {"epoch": train_metrics["epoch"], **eval_metrics} if eval_metrics else {}
         outputs.write_results(self.out, train_metrics, eval_metrics)
@@ -265,7 +280,8 @@ class _Hooks:
             return
         from safetensors.torch import load_file
 
-        model.load_state_dict(load_file(str(self.out / best / "model.safetensors")), strict=False)
+        weights = EMA_FILE if self.ema is not None else WEIGHTS_FILE  # what was evaluated
+        model.load_state_dict(load_file(str(self.out / best / weights)), strict=False)
         best_step, key = int(best.split("-")[1]), self._metric_key()
         best_eval = next(r for r in reversed(self.state.log_history) if r["step"] == best_step and key in r)
         self.last_eval = {k: v for k, v in best_eval.items() if k != "step"}

@@ -67,6 +67,7 @@ class LoopParts:
     save: Callable[[int], None]
     on_log: Callable[[dict], None]
     plan: StepPlan
+    ema: object | None = None  # `train.ema.EMA`, updated after every optimizer step
 
 
 def plan_steps(n_windows: int, optim: OptimConfig, world_size: int) -> tuple[int, int]:
@@ -209,6 +210,8 @@ def _optimizer_step(parts: LoopParts, optim: OptimConfig, micro: list[np.ndarray
         parts.optimizer.step()
     parts.scheduler.step()
     parts.optimizer.zero_grad(set_to_none=True)
+    if parts.ema is not None:
+        parts.ema.update(parts.accelerator.unwrap_model(model))
     if world > 1:
         loss_sum = parts.accelerator.reduce(loss_sum, reduction="sum")
     return float(loss_sum), n_total

@@ -1,4 +1,4 @@
-"""Optimisers (AdamW, LAMB) and learning-rate schedules with warmup.
+"""Optimisers (AdamW, LAMB, Adam, AdaDelta) and learning-rate schedules with warmup.
 
 Weight decay is never applied to biases or LayerNorm weights (as in BERT and run_qa).
 """
@@ -72,11 +72,17 @@ class Lamb(torch.optim.Optimizer):
         p.add_((-group["lr"] * trust * update).to(p.dtype))
 
 
-def build_optimizer(model, name: str, lr: float, weight_decay: float, betas, eps: float, lamb_bias_correction=True):
-    """AdamW or LAMB over `param_groups(model, weight_decay)`."""
+def build_optimizer(model, name: str, lr: float, weight_decay: float, betas, eps: float, lamb_bias_correction=True,
+                    rho: float = 0.95):
+    """AdamW, LAMB, Adam or AdaDelta over `param_groups(model, weight_decay)` (Adam and AdaDelta add the decay
+    to the gradient, L2 style; AdamW and LAMB decouple it)."""
     groups = param_groups(model, weight_decay)
     if name == "lamb":
         return Lamb(groups, lr=lr, betas=betas, eps=eps, bias_correction=lamb_bias_correction)
+    if name == "adam":
+        return torch.optim.Adam(groups, lr=lr, betas=betas, eps=eps, foreach=True)
+    if name == "adadelta":
+        return torch.optim.Adadelta(groups, lr=lr, rho=rho, eps=eps, foreach=True)
     return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, foreach=True)
 
 

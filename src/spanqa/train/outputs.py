@@ -7,6 +7,7 @@ import platform
 from pathlib import Path
 
 from spanqa.data.io import write_json_atomic, write_text_atomic
+from spanqa.display import hms
 
 FRAMEWORKS = ("spanqa", "transformers", "torch", "datasets", "tokenizers", "accelerate")
 
@@ -28,13 +29,6 @@ def write_results(output_dir: Path, train_metrics: dict, eval_metrics: dict) -> 
     if eval_metrics:
         write_json_atomic(output_dir / "eval_results.json", eval_metrics)
     write_json_atomic(output_dir / "all_results.json", {**train_metrics, **eval_metrics})
-
-
-def hms(seconds: float) -> str:
-    """0:02:14.50 — the seeds' runtime format."""
-    minutes, secs = divmod(seconds, 60)
-    hours, minutes = divmod(int(minutes), 60)
-    return f"{hours}:{minutes:02d}:{secs:05.2f}"
 
 
 def _metric_block(title: str, metrics: dict) -> str:
