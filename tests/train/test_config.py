@@ -25,8 +25,22 @@ def test_every_recipe_names_its_subcommand_and_resolves(path):
     assert command in TASKS
     settings = load(path)
     assert settings.run.model and settings.to_dict()["command"] == command
-    if command in ("train", "distill"):  # readers: the seeds' windows
+    if command in ("train", "distill") and settings.recurrent is None:  # transformer readers: the seeds' windows
         assert settings.data.max_seq_length == 384 and settings.data.doc_stride == 128
+
+
+def test_recurrent_recipes_have_the_paper_and_seed_values():
+    paper, cpu, baseline = (load(ROOT / f"{n}.yaml") for n in ("bidaf-squad", "bidaf-squad-cpu", "lstm-baseline-squad"))
+    o = paper.optim
+    assert (o.optimizer, o.learning_rate, o.per_device_train_batch_size, o.num_train_epochs, o.ema_decay) == \
+        ("adadelta", 0.5, 60, 12, 0.999)
+    r = paper.recurrent
+    assert (r.hidden_size, r.char_channels, r.char_embedding_size, r.char_kernel_size, r.highway_layers, r.dropout) == \
+        (100, 100, 8, 5, 2, 0.2)
+    assert cpu.recurrent == r and cpu.optim.max_time == 7200 and cpu.optim.ema_decay == 0.999
+    o = baseline.optim
+    assert (o.optimizer, o.learning_rate, o.per_device_train_batch_size, o.num_train_epochs) == ("adam", 1e-3, 128, 30)
+    assert baseline.run.model == "lstm-baseline" and baseline.recurrent.char_channels == 0
 
 
 def test_a_recipe_for_another_subcommand_says_which(tmp_path):

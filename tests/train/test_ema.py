@@ -61,3 +61,18 @@ def test_the_saved_model_is_the_average_that_was_evaluated(tiny_model, tmp_path)
     name = "qa_outputs.weight"
     torch.testing.assert_close(final[name], averaged[name])
     assert not torch.allclose(final[name], raw[name])
+
+
+def test_resume_restores_the_average_exactly(tiny_model, tmp_path):
+    import shutil
+
+    common = ["--max-steps", "6", "--save-steps", "3", "--ema-decay", "0.9", "--learning-rate", "1e-2",
+              "--precision", "fp32", "--per-device-train-batch-size", "4", "--save-total-limit", "5"]
+    straight = tmp_path / "straight"
+    assert main(train_args(tiny_model, straight, *common)) == 0
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    shutil.copytree(straight / "checkpoint-3", cut / "checkpoint-3")
+    assert main(train_args(tiny_model, cut, *common, "--resume")) == 0
+    a, b = _weights(straight / "model.safetensors"), _weights(cut / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)

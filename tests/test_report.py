@@ -1,0 +1,61 @@
+"""`spanqa report`: the seed 002 comparison table from finished run folders."""
+
+import csv
+import json
+
+import pytest
+import torch
+
+from spanqa.artifacts import RUN_FILE
+from spanqa.cli import main
+from spanqa.errors import SpanqaError
+from spanqa.report import markdown, read_run
+
+
+def fake_run(folder, model, train_s, f1, **extra):
+    folder.mkdir(parents=True)
+    results = {"train_runtime": train_s, "eval_runtime": 41.5, "eval_exact_match": f1 - 10, "eval_f1": f1,
+               "eval_total": 10570, **extra}
+    (folder / "all_results.json").write_text(json.dumps(results))
+    (folder / RUN_FILE).write_text(json.dumps({"model": model, "eval_data": "data/dev-v1.1.json", "run_name": ""}))
+    return folder
+
+
+def test_rows_in_the_seeds_layout(tmp_path):
+    run = fake_run(tmp_path / "bidaf-cpu", "bidaf", 7199.5, 62.125, num_parameters=21_238_743,
+                   num_trainable_parameters=1_507_993)
+    row = read_run(run)
+    assert row.cells() == ["bidaf-cpu", "21,238,743", "1,507,993", "1:59:59.50", "0:00:41.50", "52.12", "62.12",
+                           "dev-v1.1.json (10,570 questions)"]
+    table = markdown([row])
+    assert table.splitlines()[0].startswith("Model | Parameters | Trainable | Training Time | Eval Time | Eval EM")
+    assert table.splitlines()[1] == "|".join(["---"] * 8) + "|"
+
+
+def test_parameters_are_counted_from_the_weights_when_the_run_did_not_record_them(tmp_path):
+    from safetensors.torch import save_file
+
+    run = fake_run(tmp_path / "old", "minilm-l6", 60.0, 40.0)
+    save_file({"w": torch.zeros(3, 4), "b": torch.zeros(4, dtype=torch.bfloat16), "ids": torch.zeros(7, dtype=torch.int64)},
+              str(run / "model.safetensors"))
+    row = read_run(run)
+    assert row.parameters == 16 and row.trainable is None and row.cells()[0] == "old (minilm-l6)"
+
+
+def test_not_a_run_is_named(tmp_path):
+    with pytest.raises(SpanqaError, match=r"empty: not a finished run \(no all_results.json"):
+        (tmp_path / "empty").mkdir()
+        read_run(tmp_path / "empty")
+
+
+def test_cli_prints_and_writes_markdown_csv_and_plot(tmp_path, capsys):
+    runs = [fake_run(tmp_path / "a", "bidaf", 3600.0, 65.0, num_parameters=10),
+            fake_run(tmp_path / "b", "lstm-baseline", 900.0, 45.0, num_parameters=5)]
+    out = tmp_path / "report"
+    assert main(["report", *map(str, runs), "--output-dir", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert printed == (out / "report.md").read_text() and "a (bidaf) | 10 |" in printed
+    rows = list(csv.DictReader((out / "report.csv").open()))
+    assert [r["name"] for r in rows] == ["a", "b"] and float(rows[1]["train_seconds"]) == 900.0
+    assert (out / "report.png").stat().st_size > 1000
+    assert main(["report", str(tmp_path / "missing")]) == 2
