@@ -98,3 +98,17 @@ def test_rare_characters_share_the_unknown_id():
     assert chars == ["a", "b"]
     assert table[len(SPECIALS)].tolist() == [3, 3, 4, 0, 0]
     assert table[len(SPECIALS) + 1].tolist() == [CHAR_UNK, 0, 0, 0, 0]
+
+
+def test_gensim_keyed_vectors_and_word2vec_binary(tmp_path):
+    gensim = pytest.importorskip("gensim")
+    kv = gensim.models.KeyedVectors(vector_size=3)
+    kv.add_vectors(["the", "cafe"], np.array([[1, 2, 3], [4, 5, 6]], dtype=np.float32))
+    kv.save(str(tmp_path / "v.kv"))
+    kv.save_word2vec_format(str(tmp_path / "v.bin"), binary=True)
+    for name in ("v.kv", "v.bin"):
+        v = load_vectors(str(tmp_path / name))
+        assert v.words == ["the", "cafe"] and v.vectors[1].tolist() == [4, 5, 6]
+    (tmp_path / "junk.kv").write_bytes(b"not a pickle")
+    with pytest.raises(SpanqaError, match="junk.kv: not a word2vec binary or gensim KeyedVectors file"):
+        load_vectors(str(tmp_path / "junk.kv"))
