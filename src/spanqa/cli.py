@@ -14,6 +14,7 @@ from typing import Callable
 
 from spanqa.config import DataConfig, add_dataclass_args, from_args
 from spanqa.errors import SpanqaError
+from spanqa.memory import keep_freed_memory
 
 
 def asset(name: str) -> str:
@@ -447,6 +448,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
+    keep_freed_memory()
     try:
         return args.func(args)
     except SpanqaError as exc:

@@ -23,6 +23,7 @@ import torch
 from spanqa.artifacts import RUN_FILE, WEIGHTS_FILE
 from spanqa.data.io import write_json_atomic
 from spanqa.errors import SpanqaError
+from spanqa.memory import keep_freed_memory
 from spanqa.models.cpu_kernels import use_fast_cpu_training
 from spanqa.models.hub import quiet_transformers
 from spanqa.precision import describe, resolve_precision
@@ -83,6 +84,7 @@ def start(settings: Settings) -> Run:
 
     out = check_output_dir(settings)
     check_tracker(settings.run.report_to)
+    keep_freed_memory()  # the same activations are freed and allocated again every step
     acc = Accelerator(cpu=not torch.cuda.is_available())
     precision = resolve_precision(settings.optim.precision, acc.device)
     if acc.is_main_process:
