@@ -17,6 +17,10 @@ Worked example: null 2.0, best span 1.5 -> diff = 2.0 - 1.5 = 0.5; with null_sco
 the answer is "" (no answer); with threshold 1.0 it is the span. The no-answer probability is
 sigmoid(diff), so a probability threshold p from the official best-threshold search is the score-diff
 threshold logit(p).
+
+Window probabilities (what transformers' question-answering pipeline reported as `score`): a span's
+p(start) * p(end) under softmaxes over its window's context tokens and CLS; a question's null window
+probability is the minimum over its windows of p(start = CLS) * p(end = CLS).
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ class Span(NamedTuple):
     start_logit: float
     end_logit: float
     probability: float
+    window_probability: float
 
 
 class NBest:
@@ -62,8 +67,8 @@ class NBest:
         return self.hi - self.lo
 
     def span(self, r: int) -> Span:
-        a, b, score, start_logit, end_logit, prob = (col[self.lo + r] for col in self.columns)
-        return Span(self.context[a:b], a, b, score, start_logit, end_logit, prob)
+        a, b, score, start_logit, end_logit, prob, window_prob = (col[self.lo + r] for col in self.columns)
+        return Span(self.context[a:b], a, b, score, start_logit, end_logit, prob, window_prob)
 
     def spans(self) -> tuple[Span, ...]:
         return tuple(self.span(r) for r in range(len(self)))
@@ -79,6 +84,7 @@ class Prediction:
         best: the best span (None when the windows hold no valid span), even when `answer` is "".
         null_score: min over windows of start[CLS] + end[CLS].
         na_prob: sigmoid(null_score - best span score) for SQuAD v2 readers; 0.0 for v1.1 readers.
+        null_window_probability: min over windows of p(start = CLS) * p(end = CLS) (see the module doc).
         nbest: the n-best spans, best first (`spans` gives them as a tuple).
     """
 
@@ -87,6 +93,7 @@ class Prediction:
     best: Span | None
     null_score: float
     na_prob: float
+    null_window_probability: float
     nbest: NBest = field(repr=False, compare=False)
 
     @property
@@ -232,18 +239,46 @@ def decode(
     nb = window_nbest(start, end, start_ok, end_ok, k, config.max_answer_length)
     ex, win, s, e, score = merge_nbest(example_index, *nb, k)
     nulls = null_scores(example_index, start, end, batch["cls_index"])
+    log_ps, log_pe = window_log_softmax(start, end, offsets, batch["cls_index"])  # [F, L] each
+    cls = batch["cls_index"]
+    rows = np.arange(len(cls))
+    null_window = np.exp(log_ps[rows, cls] + log_pe[rows, cls])  # [F]
     # Everything a Span needs, gathered at once: [N] arrays -> Python lists
     fields = (
         offsets[win, s, 0].tolist(), offsets[win, e, 1].tolist(), score.tolist(),
         start[win, s].tolist(), end[win, e].tolist(), _group_softmax(ex, score).tolist(),
+        np.exp(log_ps[win, s] + log_pe[win, e]).tolist(),
     )
     wanted = np.array(sorted(nulls))
     lo_all = np.searchsorted(ex, wanted, side="left").tolist()
     hi_all = np.searchsorted(ex, wanted, side="right").tolist()
+    null_prob = {}
+    for i, p in zip(example_index.tolist(), null_window.tolist()):
+        null_prob[i] = min(p, null_prob.get(i, p))
     return [
-        _prediction(examples[i].id, NBest(examples[i].context, fields, lo, hi), nulls[i], config, allow_null)
+        _prediction(examples[i].id, NBest(examples[i].context, fields, lo, hi), nulls[i], null_prob[i], config,
+                    allow_null)
         for i, lo, hi in zip(wanted.tolist(), lo_all, hi_all)
     ]
+
+
+def window_log_softmax(
+    start: np.ndarray, end: np.ndarray, offsets: np.ndarray, cls_index: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """[F, L] log-softmaxes of start and end logits over each window's context tokens and CLS (float64).
+
+    Question, special and padding tokens get -inf (transformers' pipeline gives them a -10000 logit, which
+    underflows to the same zero probability).
+    """
+    allowed = offsets[..., 0] >= 0  # [F, L] context tokens
+    allowed[np.arange(len(cls_index)), cls_index] = True
+
+    def log_softmax(x: np.ndarray) -> np.ndarray:
+        x = np.where(allowed, x.astype(np.float64), NEG_INF)
+        top = x.max(axis=1, keepdims=True)
+        return x - top - np.log(np.exp(x - top).sum(axis=1, keepdims=True))
+
+    return log_softmax(start), log_softmax(end)
 
 
 def _group_softmax(groups: np.ndarray, scores: np.ndarray) -> np.ndarray:
@@ -256,13 +291,15 @@ def _group_softmax(groups: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return z / np.add.reduceat(z, firsts)[run]
 
 
-def _prediction(qid: str, nbest: NBest, null: float, config: DecodeConfig, allow_null: bool) -> Prediction:
+def _prediction(
+    qid: str, nbest: NBest, null: float, null_window: float, config: DecodeConfig, allow_null: bool
+) -> Prediction:
     best = nbest.span(0) if len(nbest) else None
     if best is None:
-        return Prediction(qid, "", None, null, 1.0 if allow_null else 0.0, nbest)
+        return Prediction(qid, "", None, null, 1.0 if allow_null else 0.0, null_window, nbest)
     if not allow_null:
-        return Prediction(qid, best.text, best, null, 0.0, nbest)
+        return Prediction(qid, best.text, best, null, 0.0, null_window, nbest)
     diff = null - best.score
     na_prob = float(1.0 / (1.0 + np.exp(-diff)))
     answer = "" if diff > config.null_score_diff_threshold else best.text
-    return Prediction(qid, answer, best, null, na_prob, nbest)
+    return Prediction(qid, answer, best, null, na_prob, null_window, nbest)

@@ -3,6 +3,9 @@
     reader = Reader.load("runs/quickstart")
     reader.answer("Who designed the tower?", "The tower was designed by Gustave Eiffel's company.")
     -> [ReaderAnswer(text="Gustave Eiffel's company", start=26, end=50, score=..., probability=..., ...)]
+    reader.answer("Who designed the tower?", [passage, passage, ...], top_k=5)   # a retriever's hits
+    -> the best spans of all passages, ranked together, each with its `passage` index
+    reader(question="...", context="...")   # transformers' question-answering pipeline's calls and output
 
 The CLI, the server, the benchmarks and the tests all go through `Reader`.
 """
@@ -10,6 +13,7 @@ The CLI, the server, the benchmarks and the tests all go through `Reader`.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +28,7 @@ from spanqa.features import Features, build_features
 from spanqa.inference import model_device, predict_windows
 from spanqa.models.hub import load_tokenizer, resolve_model_path
 from spanqa.models.reader_model import load_qa_model
+from spanqa.passages import pool
 from spanqa.precision import resolve_precision
 from spanqa.tokenization import input_names_for
 
@@ -79,6 +84,8 @@ class ReaderAnswer:
         score: start logit + end logit (for "no answer": the null score).
         probability: softmax of the score over the question's n-best spans.
         no_answer_probability: the reader's probability that the context holds no answer (0 for v1.1 readers).
+        passage: which of the question's passages the answer comes from (0 when it was given one context,
+            -1 for "no answer" over several passages).
     """
 
     text: str
@@ -87,6 +94,7 @@ class ReaderAnswer:
     score: float
     probability: float
     no_answer_probability: float
+    passage: int = 0
 
     @property
     def is_no_answer(self) -> bool:
@@ -150,19 +158,56 @@ class Reader:
     def device(self) -> torch.device:
         return model_device(self.model)
 
-    def answer(self, question: str, context: str, top_k: int = 1) -> list[ReaderAnswer]:
-        """The `top_k` best answers to one question about one context, best first."""
-        return self.answer_batch([(question, context)], top_k=top_k)[0]
+    def __call__(self, *args, **kwargs):
+        """transformers' `pipeline("question-answering")` calls and outputs (see `spanqa.qa_pipeline`)."""
+        from spanqa.qa_pipeline import pipeline_call
 
-    def answer_batch(self, pairs: list[tuple[str, str]], top_k: int = 1) -> list[list[ReaderAnswer]]:
-        """Answers for many (question, context) pairs, in input order.
+        return pipeline_call(self, args, kwargs)
 
-        Windows of all pairs are length-sorted and padded per batch; long contexts use all their windows.
+    def answer(self, question: str, context: str | Sequence[str], top_k: int = 1,
+               overlap_threshold: float | None = 0.01) -> list[ReaderAnswer]:
+        """The `top_k` best answers to one question, best first.
+
+        Args:
+            context: one passage, or a list of passages (answers ranked across them; see `spanqa.passages`).
+            overlap_threshold: with a list, drop spans overlapping a better one of the same passage by more
+                than this fraction of either's length (None keeps them all).
+        """
+        return self.answer_batch([(question, context)], top_k=top_k, overlap_threshold=overlap_threshold)[0]
+
+    def answer_batch(self, pairs: list[tuple[str, str | Sequence[str]]], top_k: int = 1,
+                     overlap_threshold: float | None = 0.01) -> list[list[ReaderAnswer]]:
+        """Answers for many (question, context or list of passages) pairs, in input order.
+
+        Windows of all pairs and passages are length-sorted and padded per batch; long contexts use all
+        their windows.
         """
         if top_k < 1:
             raise SpanqaError(f"top_k {top_k}: must be at least 1.")
-        examples = [Example(str(i), q, c) for i, (q, c) in enumerate(pairs)]
-        return [self.to_answers(p, top_k) for p in self.predict(examples)]
+        groups = [[c] if isinstance(c, str) else list(c) for _, c in pairs]
+        for i, group in enumerate(groups):
+            if not group or not all(isinstance(c, str) for c in group):
+                raise SpanqaError(f"question {i}: the context must be a string or a non-empty list of strings.")
+        examples = [Example(f"{i}/{j}", q, c) for i, ((q, _), group) in enumerate(zip(pairs, groups))
+                    for j, c in enumerate(group)]
+        preds = iter(self.predict(examples))
+        out = []
+        for (_, context), group in zip(pairs, groups):
+            chunk = [next(preds) for _ in group]
+            out.append(self.to_answers(chunk[0], top_k) if isinstance(context, str)
+                       else self.passage_answers(chunk, top_k, overlap_threshold))
+        return out
+
+    def passage_answers(self, preds: list[Prediction], top_k: int,
+                        overlap_threshold: float | None = 0.01) -> list[ReaderAnswer]:
+        """One question's predictions over several passages as one ranked list of `ReaderAnswer`s."""
+        pooled = pool(preds, self.allow_null, self.decode.null_score_diff_threshold, overlap_threshold)
+        na = pooled.no_answer_probability
+        answers = [ReaderAnswer(r.span.text, r.span.start, r.span.end, r.span.score, r.probability, na, r.passage)
+                   for r in pooled.ranked]
+        if pooled.abstain:
+            answers = [ReaderAnswer("", -1, -1, pooled.null_score, 0.0, na, -1), *answers]
+        return answers[:top_k]
 
     def predict(self, examples: list[Example], progress=None, features: Features | None = None) -> list[Prediction]:
         """Decoded predictions for `examples`, in input order: the one route from a model to answers.

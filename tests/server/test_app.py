@@ -44,6 +44,29 @@ def test_batch_answers_in_input_order(client, reader):
     assert got == [reader.answer(i["question"], i["context"])[0].text for i in items]
 
 
+def test_answers_over_several_passages_name_their_passage(client, reader):
+    passages = ["Paris is in France.", CONTEXT, "The river runs past the mill."]
+    r = client.post("/v1/answer", json={"question": "Who designed it?", "contexts": passages, "top_k": 4})
+    assert r.status_code == 200
+    answers = r.json()["answers"]
+    want = reader.answer("Who designed it?", passages, top_k=4)
+    assert [(a["passage"], a["start"], a["end"]) for a in answers] == [(a.passage, a.start, a.end) for a in want]
+    for a in answers:
+        assert a["text"] == passages[a["passage"]][a["start"] : a["end"]]
+    assert [a["score"] for a in answers] == sorted((a["score"] for a in answers), reverse=True)
+
+
+def test_too_many_passages_and_ambiguous_context_fields_are_refused(client):
+    both = client.post("/v1/answer", json={"question": "Who?", "context": CONTEXT, "contexts": [CONTEXT]})
+    assert both.status_code == 422 and "exactly one of" in both.json()["error"]["message"]
+    neither = client.post("/v1/answer", json={"question": "Who?"})
+    assert neither.status_code == 422
+    blank = client.post("/v1/answer", json={"question": "Who?", "contexts": ["ok", " "]})
+    assert blank.status_code == 422 and "passage 1 is blank" in blank.json()["error"]["message"]
+    long = client.post("/v1/answer", json={"question": "Who?", "contexts": ["ok", "x" * 501]})
+    assert long.status_code == 413 and long.json()["error"]["limit"] == "max_context_chars"
+
+
 def test_health_and_model_info(client):
     assert client.get("/healthz").json()["status"] == "ok"
     info = client.get("/v1/model").json()

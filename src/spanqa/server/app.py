@@ -1,6 +1,6 @@
 """`spanqa serve`: a FastAPI app over one `Reader`.
 
-Routes: POST /v1/answer, POST /v1/answer/batch, GET /healthz, GET /v1/model, GET / (web page),
+Routes: POST /v1/answer (one context, or `contexts`: many passages ranked together), POST /v1/answer/batch, GET /healthz, GET /v1/model, GET / (web page),
 GET /docs (OpenAPI). Every error is JSON: {"error": {"type", "message", ...}}; limits name themselves.
 """
 
@@ -15,7 +15,7 @@ from importlib import resources
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from spanqa.config import _f
 from spanqa.server.batching import MicroBatcher
@@ -32,6 +32,7 @@ class ServeConfig:
     max_context_chars: int = _f(20000, "longest context accepted (413 above)")
     max_question_chars: int = _f(1000, "longest question accepted (413 above)")
     max_questions_per_request: int = _f(64, "items in one /v1/answer/batch request (413 above)")
+    max_passages: int = _f(64, "passages in one /v1/answer request with `contexts` (413 above)")
     max_body_bytes: int = _f(1_000_000, "largest request body (413 above)")
     max_top_k: int = _f(20, "largest top_k accepted")
 
@@ -47,9 +48,40 @@ class Question(BaseModel):
             raise ValueError("must not be blank")
         return value
 
+    def passages(self) -> list[str]:
+        return [self.context]
 
-class AnswerRequest(Question):
+
+class AnswerRequest(BaseModel):
+    question: str = Field(min_length=1, description="the question")
+    context: str | None = Field(None, min_length=1, description="the passage to answer from")
+    contexts: list[str] | None = Field(None, min_length=1, description="several passages (e.g. a retriever's "
+                                       "hits): answers ranked across them, each with its `passage` index")
     top_k: int = Field(1, ge=1, description="answers to return, best first")
+
+    @field_validator("question", "context")
+    @classmethod
+    def not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("must not be blank")
+        return value
+
+    @field_validator("contexts")
+    @classmethod
+    def no_blank_passage(cls, value: list[str] | None) -> list[str] | None:
+        for i, passage in enumerate(value or []):
+            if not passage.strip():
+                raise ValueError(f"passage {i} is blank")
+        return value
+
+    @model_validator(mode="after")
+    def one_of_context_or_contexts(self):
+        if (self.context is None) == (self.contexts is None):
+            raise ValueError("give exactly one of `context` (a passage) or `contexts` (a list of passages)")
+        return self
+
+    def passages(self) -> list[str]:
+        return [self.context] if self.context is not None else list(self.contexts)
 
 
 class BatchRequest(BaseModel):
@@ -122,9 +154,11 @@ def create_app(reader, config: ServeConfig = ServeConfig()) -> FastAPI:
 
     @app.post("/v1/answer")
     async def answer(req: AnswerRequest) -> dict:
+        if req.contexts is not None and len(req.contexts) > config.max_passages:
+            raise LimitExceeded("max_passages", len(req.contexts), config.max_passages)
         _check([req], req.top_k, config)
         t0 = time.perf_counter()
-        (answers,) = await batcher.submit([(req.question, req.context)], req.top_k)
+        (answers,) = await batcher.submit([(req.question, req.context or req.contexts)], req.top_k)
         return {"answers": [asdict(a) for a in answers], "model": reader.name, "time_ms": _ms(t0)}
 
     @app.post("/v1/answer/batch")
@@ -176,8 +210,9 @@ def _check(items, top_k: int, config: ServeConfig) -> None:
     if top_k > config.max_top_k:
         raise LimitExceeded("max_top_k", top_k, config.max_top_k, status=422)
     for q in items:
-        if len(q.context) > config.max_context_chars:
-            raise LimitExceeded("max_context_chars", len(q.context), config.max_context_chars)
+        for passage in q.passages():
+            if len(passage) > config.max_context_chars:
+                raise LimitExceeded("max_context_chars", len(passage), config.max_context_chars)
         if len(q.question) > config.max_question_chars:
             raise LimitExceeded("max_question_chars", len(q.question), config.max_question_chars)
 

@@ -65,7 +65,7 @@ class MicroBatcher:
 
     async def _collect(self) -> list[_Job]:
         jobs = [await self.queue.get()]
-        size = len(jobs[0].pairs)
+        size = _passages(jobs[0])
         deadline = time.monotonic() + self.max_wait
         while size < self.max_batch_size:
             remaining = deadline - time.monotonic()
@@ -76,7 +76,7 @@ class MicroBatcher:
             except asyncio.TimeoutError:
                 break
             jobs.append(job)
-            size += len(job.pairs)
+            size += _passages(job)
         return jobs
 
     async def _process(self, jobs: list[_Job]) -> None:
@@ -104,3 +104,8 @@ class MicroBatcher:
         s.questions += n
         s.busy_seconds += seconds
         s.sizes = (s.sizes + [n])[-1000:]
+
+
+def _passages(job: _Job) -> int:
+    """Passages a job brings to the forward pass (a question with `contexts` brings all of them)."""
+    return sum(1 if isinstance(c, str) else len(c) for _, c in job.pairs)
