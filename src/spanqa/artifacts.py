@@ -1,7 +1,9 @@
 """Folders that outlive a process, and the names of the files that mark them.
 
 A reader folder holds a Hugging Face model and tokenizer plus `spanqa_reader.json` (`ReaderInfo`: how to
-window and decode, whether it may answer "no answer", how it was exported). A classifier folder holds
+window and decode, whether it may answer "no answer", how it was exported); one made by `spanqa export
+--format all` also holds every backend's files under `backends/` and `spanqa_backends.json`
+(`BackendTable`: each backend's measured speed and EM/F1 change, what `backend="auto"` chooses from). A classifier folder holds
 `spanqa_classifier.json` (`ClassifierInfo`), a pretrained encoder `spanqa_pretrain.json` (`EncoderInfo`).
 Training writes them, `Reader`, export and the server read them; nothing else reads these files.
 
@@ -26,8 +28,9 @@ PRETRAIN_FILE = "spanqa_pretrain.json"
 RUN_FILE = "spanqa_train_config.json"  # the resolved training settings, beside the final model
 WEIGHTS_FILE = "model.safetensors"
 ONNX_FILE = "model.onnx"
+BACKENDS_FILE = "spanqa_backends.json"
 SCHEMA_VERSION = 1
-RUNTIMES = ("torch", "onnxruntime")
+RUNTIMES = ("torch", "onnxruntime", "openvino")
 
 
 class _Info:
@@ -106,7 +109,7 @@ class ReaderInfo(_Info):
         data: the window settings it was trained with.
         decode: n-best, answer length and the no-answer threshold tuned at training.
         eval: the evaluation metrics of the final model.
-        runtime: torch (safetensors weights) or onnxruntime (`model.onnx`).
+        runtime: torch (safetensors weights), onnxruntime (`model.onnx`) or openvino (`openvino_model.xml`).
         quantize: none or int8 (dynamic quantization of the weights).
         default_precision: what `precision="auto"` means for this folder ("" = the hardware's best).
         exported_from: the folder an exported reader was made from.
@@ -159,6 +162,66 @@ class EncoderInfo(_Info):
     eval: dict[str, float] = field(default_factory=dict)
     task: str = "pretraining"
     schema_version: int = SCHEMA_VERSION
+
+
+@dataclass(frozen=True)
+class BackendMeasurement:
+    """One way to run a reader, measured against fp32 torch on the same questions.
+
+    Attributes:
+        backend: torch, onnxruntime or openvino.
+        precision: fp32, bf16 or int8.
+        path: its folder, relative to the reader folder ("." for the folder's own torch weights).
+        exact, f1: its scores on `BackendTable.questions` questions.
+        f1_change, exact_change: against fp32 torch on the same questions.
+        questions_per_second: its speed there, on `cpu`.
+        cpu: `precision.cpu_signature()` of the machine that measured it.
+    """
+
+    backend: str
+    precision: str
+    path: str
+    exact: float
+    f1: float
+    f1_change: float
+    exact_change: float
+    questions_per_second: float
+    cpu: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.backend} {self.precision}"
+
+
+@dataclass(frozen=True)
+class BackendTable(_Info):
+    """Every backend of a reader folder, measured (`spanqa_backends.json`, written by `spanqa export`).
+
+    Attributes:
+        measured: one `BackendMeasurement` per backend and precision, fp32 torch first.
+        data: the questions they were measured on; questions: how many.
+    """
+
+    FILE: ClassVar[str] = BACKENDS_FILE
+
+    measured: list = field(default_factory=list)
+    data: str = ""
+    questions: int = 0
+    schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        rows = []
+        for i, row in enumerate(self.measured):
+            if isinstance(row, dict):
+                try:
+                    row = BackendMeasurement(**row)
+                except TypeError as exc:
+                    raise SpanqaError(f"{BACKENDS_FILE}: measured[{i}]: {exc}.") from None
+            if row.backend not in RUNTIMES:
+                raise SpanqaError(f"{BACKENDS_FILE}: measured[{i}]: backend {row.backend!r}: expected one of "
+                                  f"{', '.join(RUNTIMES)}.")
+            rows.append(row)
+        object.__setattr__(self, "measured", rows)
 
 
 def numeric(metrics: dict) -> dict[str, float]:

@@ -340,27 +340,42 @@ def _serve_parser(sub) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from spanqa.export import compare, export_reader
+    from spanqa.backends import choose
+    from spanqa.export import compare, export_reader, measure_backends
     from spanqa.reader import ReaderConfig
 
     out = export_reader(args.model, args.format, args.quantize, args.output)
     print(f"spanqa: wrote {args.format} reader ({args.quantize}) to {out}", file=sys.stderr)
-    if args.eval_data != "none":
-        data = asset("squad-v1.1-dev-sample.json.gz") if args.eval_data == "sample" else args.eval_data
-        report = compare(args.model, str(out), data, args.max_eval_samples, from_args(ReaderConfig, args))
-        o, e = report["original_fp32"], report["exported"]
-        print(f"on {report['questions']} questions: original EM {o['exact']:.2f} F1 {o['f1']:.2f} "
-              f"({o['questions_per_second']:.1f} q/s); exported EM {e['exact']:.2f} F1 {e['f1']:.2f} "
-              f"({e['questions_per_second']:.1f} q/s); F1 change {report['f1_change']:+.2f}")
-        print(json.dumps(report))
+    if args.eval_data == "none":
+        if args.format == "all":
+            print("spanqa: not measured (--eval-data none): --backend auto will run its torch weights",
+                  file=sys.stderr)
+        return 0
+    data = asset("squad-v1.1-dev-sample.json.gz") if args.eval_data == "sample" else args.eval_data
+    config = from_args(ReaderConfig, args)
+    if args.format == "all":
+        table = measure_backends(str(out), data, args.max_eval_samples, config,
+                                 progress=lambda line: print(f"spanqa: {line}", file=sys.stderr))
+        print(f"spanqa: --backend auto chooses {choose(table)[1]}", file=sys.stderr)
+        print(json.dumps(table.to_dict()))
+        return 0
+    report = compare(args.model, str(out), data, args.max_eval_samples, config)
+    o, e = report["original_fp32"], report["exported"]
+    print(f"on {report['questions']} questions: original EM {o['exact']:.2f} F1 {o['f1']:.2f} "
+          f"({o['questions_per_second']:.1f} q/s); exported EM {e['exact']:.2f} F1 {e['f1']:.2f} "
+          f"({e['questions_per_second']:.1f} q/s); F1 change {report['f1_change']:+.2f}")
+    print(json.dumps(report))
     return 0
 
 
 def _export_parser(sub) -> None:
-    p = sub.add_parser("export", help="export a reader to ONNX (optionally int8) or torch int8")
+    p = sub.add_parser("export", help="export a reader to ONNX Runtime or OpenVINO (optionally int8), or all "
+                                      "backends measured for --backend auto")
     _reader_args(p)
-    p.add_argument("--format", default="onnx", help="onnx (ONNX Runtime) or torch (dynamic int8 at load)")
-    p.add_argument("--quantize", default="none", help="none or int8 (dynamic quantization of the weights)")
+    p.add_argument("--format", default="onnx",
+                   help="onnx (ONNX Runtime, fused graph), openvino, torch (dynamic int8 at load), or all (every "
+                        "backend in one folder, each measured against fp32 torch; --backend auto picks from them)")
+    p.add_argument("--quantize", default="none", help="none or int8 (onnx: dynamic int8; openvino: int8 weights)")
     p.add_argument("--output", required=True, help="a new folder for the exported reader")
     p.add_argument("--eval-data", default="sample",
                    help="questions to measure the EM/F1 change on: 'sample' (the bundled dev sample), a data source, or none")

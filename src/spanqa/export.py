@@ -1,4 +1,11 @@
-"""`spanqa export`: a reader folder -> ONNX (fp32 or int8) or a torch int8 reader, with the EM/F1 change."""
+"""`spanqa export`: a reader folder -> another engine's reader folder, with the EM/F1 change measured.
+
+Formats: onnx (ONNX Runtime, graph fused by its transformer optimizer; int8: dynamic quantization),
+openvino (OpenVINO IR; int8: NNCF weight compression), torch (int8: dynamic quantization at load), and all:
+one folder with the torch weights and every backend under `backends/`, each measured against fp32 torch on
+the same dev questions (speed and EM/F1 change) into `spanqa_backends.json`, which `backend="auto"`
+chooses from (see `spanqa.backends`).
+"""
 
 from __future__ import annotations
 
@@ -8,48 +15,53 @@ import tempfile
 import time
 from pathlib import Path
 
-from spanqa.artifacts import ONNX_FILE
+from spanqa.artifacts import ONNX_FILE, BackendMeasurement, BackendTable
 from spanqa.data import load_examples
 from spanqa.errors import SpanqaError
 from spanqa.evaluation import evaluate
-from spanqa.models.onnx_model import export_onnx, quantize_int8
-from spanqa.reader import Reader, ReaderConfig
+from spanqa.precision import cpu_has_native_bf16, cpu_signature
+from spanqa.reader import Reader, ReaderConfig, load_backend
 from spanqa.tokenization import input_names_for
+
+FORMATS = ("onnx", "openvino", "torch", "all")
+RUNTIME_OF = {"onnx": "onnxruntime", "openvino": "openvino", "torch": "torch"}
 
 
 def export_reader(model: str, fmt: str, quantize: str, output: str) -> Path:
-    """Write the exported reader to `output` (which must not hold files).
+    """Write the exported reader to `output` (which must not hold files); `all` is not measured here
+    (`measure_backends` does that).
 
     Raises:
-        SpanqaError: an unknown format/quantization, or an output folder that already holds files.
+        SpanqaError: an unknown format/quantization, an output folder that already holds files, or a reader
+            the format cannot express.
     """
-    if fmt not in ("onnx", "torch") or quantize not in ("none", "int8") or (fmt, quantize) == ("torch", "none"):
-        raise SpanqaError(f"--format {fmt} --quantize {quantize}: expected onnx (none or int8) or torch with int8.")
+    if fmt not in FORMATS or quantize not in ("none", "int8") or (fmt, quantize) == ("torch", "none") or \
+            (fmt == "all" and quantize != "none"):
+        raise SpanqaError(f"--format {fmt} --quantize {quantize}: expected onnx or openvino (--quantize none or "
+                          "int8), torch with --quantize int8, or all (every backend, measured).")
     out = Path(output)
     if out.exists() and any(out.iterdir()):
         raise SpanqaError(f"{out} already holds files; choose an empty or new --output folder.")
-    reader = Reader.load(model, device="cpu", precision="fp32")
-    if fmt == "onnx" and getattr(reader.model.config, "model_type", "") == "spanqa_recurrent":
+    reader = Reader.load(model, device="cpu", precision="fp32", backend="torch")
+    if fmt != "torch" and getattr(reader.model.config, "model_type", "") == "spanqa_recurrent":
         raise SpanqaError(f"{model}: a recurrent reader ({reader.model.config.architecture}) cannot be exported to "
-                          "ONNX: it splits each window into question and context by their lengths, which a traced "
-                          "graph would fix to one example's. Serve the folder as it is (spanqa serve --model "
-                          f"{model}), or use --format torch --quantize int8.")
+                          f"{fmt}: it splits each window into question and context by their lengths, which a "
+                          "traced graph would fix to one example's. Serve the folder as it is (spanqa serve "
+                          f"--model {model}), or use --format torch --quantize int8.")
     with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as tmp:
         stage = Path(tmp) / "reader"
         stage.mkdir()
         reader.tokenizer.save_pretrained(stage)
-        if fmt == "onnx":
-            onnx_path = export_onnx(reader.model, input_names_for(reader.tokenizer), Path(tmp) / ONNX_FILE)
-            if quantize == "int8":
-                quantize_int8(onnx_path, stage / ONNX_FILE)
-            else:
-                shutil.copy(onnx_path, stage / ONNX_FILE)
-        else:
+        if fmt == "all":
             reader.model.save_pretrained(stage, safe_serialization=True)
-        info = dataclasses.replace(
-            reader.info, runtime="onnxruntime" if fmt == "onnx" else "torch", quantize=quantize, exported_from=model,
-            default_precision="int8" if fmt == "torch" else reader.info.default_precision,
-        )
+            _write_backends(reader, Path(tmp), stage)
+            info = dataclasses.replace(reader.info, runtime="torch", quantize="none", exported_from=model)
+        else:
+            _write_format(reader, fmt, quantize, Path(tmp), stage)
+            info = dataclasses.replace(
+                reader.info, runtime=RUNTIME_OF[fmt], quantize=quantize, exported_from=model,
+                default_precision="int8" if fmt == "torch" else reader.info.default_precision,
+            )
         info.save(stage)
         out.parent.mkdir(parents=True, exist_ok=True)
         if out.exists():
@@ -58,8 +70,94 @@ def export_reader(model: str, fmt: str, quantize: str, output: str) -> Path:
     return out
 
 
+def _write_format(reader: Reader, fmt: str, quantize: str, tmp: Path, folder: Path) -> None:
+    """One backend's files into `folder`."""
+    if fmt == "torch":
+        reader.model.save_pretrained(folder, safe_serialization=True)
+        return
+    raw = tmp / "raw.onnx"
+    if not raw.exists():
+        from spanqa.models.onnx_model import export_onnx
+
+        export_onnx(reader.model, input_names_for(reader.tokenizer), raw)
+    if fmt == "openvino":
+        from spanqa.models.openvino_model import convert_openvino
+
+        convert_openvino(raw, folder, quantize)
+        return
+    from spanqa.models.onnx_model import optimize_onnx, quantize_int8
+
+    fused = tmp / "fused.onnx"
+    if not fused.exists():
+        optimize_onnx(raw, fused, reader.model.config)
+    if quantize == "int8":
+        quantize_int8(fused, folder / ONNX_FILE)
+    else:
+        shutil.copy(fused, folder / ONNX_FILE)
+
+
+def backend_variants() -> list[tuple[str, str, str]]:
+    """(backend, precision, folder) of every variant `--format all` writes and measures on this CPU.
+
+    bf16 variants only where the CPU has bf16 units (elsewhere they are slower than fp32, never chosen).
+    """
+    variants = [("torch", "fp32", "."), ("torch", "int8", "."),
+                ("onnxruntime", "fp32", "backends/onnxruntime-fp32"), ("onnxruntime", "int8", "backends/onnxruntime-int8"),
+                ("openvino", "fp32", "backends/openvino-fp32"), ("openvino", "int8", "backends/openvino-int8")]
+    if cpu_has_native_bf16():
+        variants += [("torch", "bf16", "."), ("openvino", "bf16", "backends/openvino-fp32")]
+    return variants
+
+
+def _write_backends(reader: Reader, tmp: Path, stage: Path) -> None:
+    fmt_of = {"onnxruntime": "onnx", "openvino": "openvino"}
+    for backend, precision, path in backend_variants():
+        folder = stage / path
+        if path == "." or folder.exists():
+            continue
+        folder.mkdir(parents=True)
+        _write_format(reader, fmt_of[backend], "int8" if precision == "int8" else "none", tmp, folder)
+
+
+def measure_backends(folder: str, data: str, max_samples: int, config: ReaderConfig = ReaderConfig(),
+                     progress=print) -> BackendTable:
+    """Measure every variant of an `--format all` folder on the same questions; writes `spanqa_backends.json`.
+
+    Each runs the questions twice (the first pass warms caches and thread pools), the second is timed.
+    """
+    dataset = load_examples(data)
+    dataset = dataclasses.replace(dataset, examples=dataset.examples[:max_samples])
+    base = Reader.load(folder, config, device="cpu", precision="fp32", backend="torch")
+    rows, reference = [], None
+    for backend, precision, path in backend_variants():
+        if backend != "torch" and not (Path(folder) / path).exists():
+            continue
+        model, ran = load_backend(Path(folder) / path, backend, precision, base.device)
+        reader = dataclasses.replace(base, model=model, precision=ran)
+        scores, qps = _score(reader, dataset)
+        reference = reference or scores
+        rows.append(BackendMeasurement(
+            backend=backend, precision=precision, path=path, exact=scores["exact"], f1=scores["f1"],
+            f1_change=scores["f1"] - reference["f1"], exact_change=scores["exact"] - reference["exact"],
+            questions_per_second=qps, cpu=cpu_signature()))
+        progress(f"{backend} {precision}: EM {scores['exact']:.2f} F1 {scores['f1']:.2f} "
+                 f"(change {rows[-1].f1_change:+.2f}), {qps:.1f} questions/s")
+    table = BackendTable(measured=rows, data=str(data), questions=len(dataset))
+    table.save(folder)
+    return table
+
+
+def _score(reader: Reader, dataset) -> tuple[dict, float]:
+    reader.predict(dataset.examples[: max(8, len(dataset) // 10)])  # warm-up
+    t0 = time.perf_counter()
+    preds = reader.predict(dataset.examples)
+    seconds = time.perf_counter() - t0
+    na_probs = {p.id: p.na_prob for p in preds} if reader.allow_null else None
+    return evaluate(dataset, {p.id: p.answer for p in preds}, na_probs), len(preds) / seconds
+
+
 def compare(original: str, exported: str, data: str, max_samples: int, config: ReaderConfig = ReaderConfig()) -> dict:
-    """EM/F1 and questions/s of the original (fp32) and the exported reader on the same questions.
+    """EM/F1 and questions/s of the original (fp32 torch) and the exported reader on the same questions.
 
     `config` applies to both (batch size, no-answer settings, windows); precision is fp32 for the original
     and the exported folder's own for the export.
@@ -67,14 +165,11 @@ def compare(original: str, exported: str, data: str, max_samples: int, config: R
     dataset = load_examples(data)
     dataset = dataclasses.replace(dataset, examples=dataset.examples[:max_samples])
     out = {}
-    for name, reader in (("original_fp32", Reader.load(original, config, device="cpu", precision="fp32")),
+    for name, reader in (("original_fp32", Reader.load(original, config, device="cpu", precision="fp32",
+                                                       backend="torch")),
                          ("exported", Reader.load(exported, config, device="cpu", precision="auto"))):
-        t0 = time.perf_counter()
-        preds = reader.predict(dataset.examples)
-        seconds = time.perf_counter() - t0
-        na_probs = {p.id: p.na_prob for p in preds} if reader.allow_null else None
-        scores = evaluate(dataset, {p.id: p.answer for p in preds}, na_probs)
-        out[name] = {"exact": scores["exact"], "f1": scores["f1"], "questions_per_second": len(preds) / seconds}
+        scores, qps = _score(reader, dataset)
+        out[name] = {"exact": scores["exact"], "f1": scores["f1"], "questions_per_second": qps}
     out["f1_change"] = out["exported"]["f1"] - out["original_fp32"]["f1"]
     out["exact_change"] = out["exported"]["exact"] - out["original_fp32"]["exact"]
     out["questions"] = len(dataset)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
 from pathlib import Path
 
 import torch
@@ -17,6 +18,7 @@ from spanqa.errors import SpanqaError
 
 log = logging.getLogger(__name__)
 BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+SPEED_CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
 
 
 @functools.lru_cache(maxsize=1)
@@ -27,6 +29,20 @@ def cpu_has_native_bf16() -> bool:
     except OSError:
         return False
     return any(f in flags.split() for f in BF16_CPU_FLAGS)
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_signature() -> str:
+    """"model name | N cores | speed-relevant flags": which machine a speed measurement holds for."""
+    try:
+        first = Path("/proc/cpuinfo").read_text().split("\n\n")[0]
+    except OSError:
+        first = ""
+    fields = dict(line.split(":", 1) for line in first.splitlines() if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    flags = set(fields.get("flags", "").split())
+    have = " ".join(f for f in SPEED_CPU_FLAGS if f in flags) or "no vector flags known"
+    return f"{fields.get('model name', 'unknown CPU')} | {os.cpu_count()} cores | {have}"
 
 
 def resolve_precision(requested: str, device: torch.device) -> str:

@@ -13,13 +13,15 @@ The CLI, the server, the benchmarks and the tests all go through `Reader`.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from spanqa.artifacts import ONNX_FILE, WEIGHTS_FILE, ClassifierInfo, EncoderInfo, ReaderInfo
+from spanqa.artifacts import ONNX_FILE, WEIGHTS_FILE, BackendTable, ClassifierInfo, EncoderInfo, ReaderInfo
+from spanqa.backends import BACKEND_CHOICES, choose
 from spanqa.config import DataConfig, DecodeConfig, _f
 from spanqa.data import Example
 from spanqa.decode import Prediction
@@ -32,6 +34,7 @@ from spanqa.passages import pool
 from spanqa.precision import resolve_precision
 from spanqa.tokenization import input_names_for
 
+log = logging.getLogger(__name__)
 READER_PRECISIONS = ("auto", "bf16", "fp16", "fp32", "int8")
 
 
@@ -43,6 +46,9 @@ class ReaderConfig:
     """
 
     device: str = _f("", "cpu, cuda, cuda:1 ... (default: CUDA when available)")
+    backend: str = _f("auto", "auto (the fastest backend measured on this CPU within the accuracy guard, for a "
+                              "folder from `spanqa export --format all`; else the folder's own), torch, "
+                              "onnxruntime or openvino")
     precision: str = _f("auto", "auto (bf16 where the hardware has bf16 units), bf16, fp16 (GPU), fp32, "
                                 "int8 (dynamic int8 Linear layers, CPU)")
     batch_size: int = _f(32, "windows per forward pass")
@@ -61,6 +67,8 @@ class ReaderConfig:
             raise SpanqaError(f"--precision {self.precision}: expected one of {', '.join(READER_PRECISIONS)}.")
         if self.batch_size < 1:
             raise SpanqaError(f"--batch-size {self.batch_size}: must be at least 1.")
+        if self.backend not in BACKEND_CHOICES:
+            raise SpanqaError(f"--backend {self.backend}: expected one of {', '.join(BACKEND_CHOICES)}.")
 
     def resolve(self, info: ReaderInfo) -> tuple[DataConfig, DecodeConfig, bool]:
         """(window settings, decode settings, allow_null): the folder's, with this config's fields on top."""
@@ -114,6 +122,8 @@ class Reader:
     name: str = ""
     info: ReaderInfo = dataclasses.field(default_factory=ReaderInfo)
     batch_size: int = 32
+    backend: str = "torch"
+    backend_reason: str = ""
 
     @classmethod
     def load(cls, path_or_name: str | Path, config: ReaderConfig | None = None, **overrides) -> Reader:
@@ -130,9 +140,12 @@ class Reader:
         info = ReaderInfo.load(path) or ReaderInfo(base_model=str(path_or_name))
         device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         precision = info.default_precision if config.precision == "auto" and info.default_precision else config.precision
-        model, precision = _load_model(Path(path), info, device, precision)
-        return cls.from_model(model, load_tokenizer(path), info, dataclasses.replace(config, precision=precision),
-                              name=str(path_or_name))
+        model, precision, backend, why = _load_model(Path(path), info, device, precision, config.backend)
+        if why:
+            log.info("backend %s", why)
+        reader = cls.from_model(model, load_tokenizer(path), info, dataclasses.replace(config, precision=precision),
+                                name=str(path_or_name))
+        return dataclasses.replace(reader, backend=backend, backend_reason=why)
 
     @classmethod
     def from_model(cls, model, tokenizer, info: ReaderInfo, config: ReaderConfig = ReaderConfig(),
@@ -245,15 +258,40 @@ def _refuse_other_models(folder: Path, name) -> None:
                               f"make a reader of it with: spanqa train --model {name} --train-data ...")
 
 
-def _load_model(folder: Path, info: ReaderInfo, device: torch.device, precision: str):
-    """(model, precision to run it in): ONNX Runtime for an exported folder, torch otherwise.
+def _load_model(folder: Path, info: ReaderInfo, device: torch.device, precision: str, backend: str):
+    """(model, precision to run it in, backend, why it was chosen or ""): see `spanqa.backends`.
 
-    precision "int8" on torch applies dynamic int8 quantization to the Linear layers (CPU only).
+    A folder with `spanqa_backends.json` runs the backend `choose` picks; any other folder runs its own
+    runtime (asking for another one is an error that says how to export it). On torch, precision "int8"
+    applies dynamic int8 quantization to the Linear layers (CPU only).
     """
-    if info.runtime == "onnxruntime" or ((folder / ONNX_FILE).exists() and not (folder / WEIGHTS_FILE).exists()):
+    table = BackendTable.load(folder) if device.type == "cpu" else None
+    if table is not None and table.measured:
+        row, why = choose(table, backend, precision if precision in ("fp32", "bf16", "int8") else "auto")
+        model, precision = load_backend(folder / row.path, row.backend, row.precision, device)
+        return model, precision, row.backend, why
+    runtime = info.runtime
+    if runtime == "torch" and (folder / ONNX_FILE).exists() and not (folder / WEIGHTS_FILE).exists():
+        runtime = "onnxruntime"
+    if backend not in ("auto", runtime):
+        raise SpanqaError(f"{folder}: holds a {runtime} reader, not {backend}; write one with: spanqa export "
+                          f"--model {folder} --format {'onnx' if backend == 'onnxruntime' else backend} --output NEW "
+                          "(or --format all, to measure every backend and let --backend auto choose)")
+    model, precision = load_backend(folder, runtime, precision, device)
+    return model, precision, runtime, ""
+
+
+def load_backend(folder: Path, backend: str, precision: str, device: torch.device):
+    """(model, precision) of one backend's files in `folder` (export measures each backend through this)."""
+    if backend == "onnxruntime":
         from spanqa.models.onnx_model import OnnxQAModel
 
         return OnnxQAModel(folder / ONNX_FILE), "fp32"
+    if backend == "openvino":
+        from spanqa.models.openvino_model import OPENVINO_FILE, OpenVinoQAModel
+
+        hint = "bf16" if precision == "bf16" else "fp32"  # bf16 by choice, or by auto within the guard
+        return OpenVinoQAModel(folder / OPENVINO_FILE, hint), hint
     model = load_qa_model(str(folder)).to(device).eval()
     precision = resolve_precision(precision, device) if precision != "int8" else precision
     if precision == "bf16" and device.type == "cpu":
