@@ -15,7 +15,7 @@ from spanqa.errors import SpanqaError
 from spanqa.qa_pipeline import _answer, _word_spans
 from spanqa.reader import Reader
 
-REF_PYTHON = Path(__file__).parents[1] / "bench" / ".ref" / "venv-transformers-4.57" / "bin" / "python"
+REF_PYTHON = Path(__file__).parents[1] / "bench" / ".ref" / "transformers-4.57" / "bin" / "python"
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,1 @@
+"""Adapters that put a spanqa `Reader` inside other frameworks (optional extras)."""
