@@ -1,7 +1,8 @@
 """A bounded load test of `spanqa serve` on loopback: requests/s, p50/p99 latency, errors, and the gain
 of micro-batching over batch size 1.
 
-Starts the server twice (micro-batching on, then --max-batch-size 1), each time with 16 concurrent
+Starts the server twice (micro-batching on, then --max-batch-size 1) on the model's default backend (a folder from
+`spanqa export --format all` runs the backend `auto` chooses), each time with 16 concurrent
 clients sending SQuAD v1.1 dev questions for 30 s (only to 127.0.0.1). `ratio` = requests/s with
 micro-batching / requests/s at batch size 1. Takes ~2 minutes at the defaults (the run time is fixed by
 --seconds, not by the CPU).
@@ -85,11 +86,13 @@ def measure(model: str, items, clients: int, seconds: float, max_batch: int) -> 
         result = asyncio.run(load(port, items, clients, seconds))
         import httpx
 
-        result["mean_batch_size"] = httpx.get(f"http://127.0.0.1:{port}/v1/model").json()["batching"]["mean_batch_size"]
+        info = httpx.get(f"http://127.0.0.1:{port}/v1/model").json()
+        result["mean_batch_size"] = info["batching"]["mean_batch_size"]
+        result["backend"] = f"{info['backend']} {info['precision']}"
     finally:
         proc.terminate()
         proc.wait(30)
-    print(f"max batch {max_batch:>2}: {result['requests_per_second']:.1f} req/s, p50 {result['p50_ms']:.0f} ms, "
+    print(f"max batch {max_batch:>2} ({result['backend']}): {result['requests_per_second']:.1f} req/s, p50 {result['p50_ms']:.0f} ms, "
           f"p99 {result['p99_ms']:.0f} ms, errors {result['errors']}, mean batch {result['mean_batch_size']:.1f}",
           flush=True)
     return result

@@ -183,6 +183,8 @@ def create_app(reader, config: ServeConfig = ServeConfig()) -> FastAPI:
             "version_2_with_negative": reader.allow_null,
             "metrics": reader.info.eval,
             "precision": reader.precision,
+            "backend": getattr(reader, "backend", "torch"),
+            "backend_reason": getattr(reader, "backend_reason", ""),
             "settings": {"data": asdict(reader.data), "decode": asdict(reader.decode), "server": asdict(config)},
             "batching": {"batches": stats.batches, "questions": stats.questions,
                          "mean_batch_size": stats.questions / stats.batches if stats.batches else 0.0},
