@@ -94,6 +94,8 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, default_none:
         flag = "--" + f.name.replace("_", "-")
         if kind is bool and optional:  # None = "as the model says": --allow-null / --no-allow-null
             extra = {"action": argparse.BooleanOptionalAction}
+        elif "bare" in f.metadata:  # a word-valued flag that also works bare: --resume = --resume yes
+            extra = {"nargs": "?", "const": f.metadata["bare"], "type": kind}
         elif kind is bool:
             extra = {"nargs": "?", "const": True, "type": parse_bool}
         else:

@@ -5,6 +5,7 @@ The reader task drives it (the engine itself knows no task).
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -29,6 +30,27 @@ def test_refuses_an_output_dir_with_another_run_and_a_missing_model(tiny_model, 
     assert "no such model folder" in capsys.readouterr().err
     assert main(train_args(tiny_model, tmp_path / "r", "--resume")) == 2
     assert "no checkpoint" in capsys.readouterr().err
+
+
+def test_resume_auto_starts_a_new_run_continues_a_checkpointed_one_and_spares_a_finished_one(tiny_model, tmp_path,
+                                                                                            capsys, caplog):
+    out = tmp_path / "auto"
+    common = ["--precision", "fp32", "--save-steps", "2", "--max-steps", "4", "--resume", "auto"]
+    assert main(train_args(tiny_model, out, *common)) == 0  # nothing there yet: starts
+    straight = _weights(out)
+    assert (out / "checkpoint-2").is_dir()
+    for name in ("config.json", "all_results.json", "model.safetensors"):  # as if pre-empted after step 2
+        (out / name).unlink()
+    with caplog.at_level("INFO", logger="spanqa.train.engine"):
+        assert main(train_args(tiny_model, out, *common)) == 0  # a checkpoint: resumes it
+    assert "resuming from" in caplog.text and "checkpoint-2" in caplog.text
+    again = _weights(out)
+    assert all(np.array_equal(straight[k], again[k]) for k in straight)  # the same run, continued exactly
+    shutil.rmtree(out / "checkpoint-2")
+    assert main(train_args(tiny_model, out, *common)) == 2  # a finished model and no checkpoint: left alone
+    assert "already holds files" in capsys.readouterr().err
+    assert main(train_args(tiny_model, tmp_path / "x", "--resume", "sometimes")) == 2
+    assert "expected yes, no or auto" in capsys.readouterr().err
 
 
 def _weights(path):

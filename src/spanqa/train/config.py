@@ -6,7 +6,7 @@ onto the configs' fields; flags override the recipe; a recipe names the subcomma
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, get_type_hints
 
@@ -19,6 +19,9 @@ PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 SCHEDULES = ("linear", "cosine", "constant")
 OPTIMIZERS = ("adamw", "lamb", "adam", "adadelta")
 TRACKERS = ("tensorboard", "wandb", "mlflow", "none")
+
+
+RESUME_CHOICES = ("yes", "no", "auto")
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,9 @@ class RunConfig:
     max_eval_samples: int = _f(0, "use only the first N evaluation questions (0 = all)")
     output_dir: str = _f("", "folder for checkpoints, the final model, metrics, model card and plots")
     overwrite_output_dir: bool = _f(False, "allow writing into a folder that holds another run")
-    resume: bool = _f(False, "continue from the latest checkpoint in output_dir")
+    resume: str = field(default="no", metadata={
+        "help": "continue from the latest checkpoint in output_dir: yes (a bare --resume), no, or auto (resume if "
+                "a checkpoint exists, else start: what a requeued cluster job runs)", "bare": "yes"})
     config_overrides: str = _f("", "model config overrides, e.g. 'attention_probs_dropout_prob=0.0,layer_norm_eps=1e-3'")
     report_to: str = _f("tensorboard", "tracking: tensorboard, wandb, mlflow or none")
     run_name: str = _f("", "name for trackers and the model card (default: the output folder's name)")
@@ -42,6 +47,10 @@ class RunConfig:
     def __post_init__(self) -> None:
         if self.report_to not in TRACKERS:
             raise SpanqaError(f"--report-to {self.report_to}: expected one of {', '.join(TRACKERS)}.")
+        resume = {True: "yes", False: "no", "true": "yes", "false": "no"}.get(self.resume, self.resume)
+        if resume not in RESUME_CHOICES:
+            raise SpanqaError(f"--resume {self.resume}: expected yes, no or auto.")
+        object.__setattr__(self, "resume", resume)
 
     def overrides(self) -> dict[str, Any]:
         """`config_overrides` parsed into {name: value} (numbers and booleans converted)."""

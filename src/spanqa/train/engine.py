@@ -103,16 +103,28 @@ def check_output_dir(settings: Settings) -> Path:
     if not run.output_dir:
         raise SpanqaError("--output-dir is required: where the model, checkpoints and metrics go.")
     out = Path(run.output_dir)
-    if run.resume:
+    if run.resume == "yes":
         if not list_checkpoints(out):
             raise SpanqaError(f"--resume: {out} has no checkpoint-* folder to resume from.")
         return out
+    if run.resume == "auto" and (list_checkpoints(out) or not _holds_a_model(out)):
+        return out  # a checkpoint to resume, or a folder a pre-empted run left before its first checkpoint
     if out.exists() and any(out.iterdir()) and not run.overwrite_output_dir:
         raise SpanqaError(
             f"{out} already holds files (another run?). Use --resume to continue it, --overwrite-output-dir to "
             "write over it, or another --output-dir."
         )
     return out
+
+
+def _holds_a_model(out: Path) -> bool:
+    """A finished run's files (a model or final results), which --resume auto must not write over."""
+    return any((out / name).exists() for name in ("config.json", "all_results.json", "model.safetensors"))
+
+
+def resumes(settings: Settings, out: Path) -> bool:
+    """Whether this run continues from a checkpoint (--resume yes, or auto with a checkpoint there)."""
+    return settings.run.resume == "yes" or (settings.run.resume == "auto" and bool(list_checkpoints(out)))
 
 
 def fit(settings: Settings, run: Run, task: Task) -> dict:
@@ -136,7 +148,9 @@ def fit(settings: Settings, run: Run, task: Task) -> dict:
     model = acc.prepare_model(model)
     torch.manual_seed(optim.seed + acc.process_index)  # dropout streams differ by process
     state = TrainState(planned_total=total)
-    if settings.run.resume:
+    if resumes(settings, out):
+        if run.main:
+            log.info("resuming from %s", list_checkpoints(out)[-1])
         state = _resume(out, acc, model, optimizer, scheduler, scaler, ema)
         plan.total = state.planned_total or total
     elif run.main:
