@@ -383,6 +383,29 @@ def _export_parser(sub) -> None:
     p.set_defaults(func=cmd_export)
 
 
+def cmd_slurm(args: argparse.Namespace) -> int:
+    from spanqa.slurm import SlurmConfig, write_job
+
+    path, job = write_job(from_args(SlurmConfig, args), args.spanqa_command)
+    print(f"spanqa: wrote {path}" + (f"; submitted as job {job}" if job else f"; submit it with: sbatch {path}"),
+          file=sys.stderr)
+    if job:
+        print(job)
+    return 0
+
+
+def _slurm_parser(sub) -> None:
+    from spanqa.slurm import SlurmConfig
+
+    p = sub.add_parser(
+        "slurm", help="write (and --submit) an sbatch script that runs a spanqa command on an offline cluster, "
+                      "checkpoints before pre-emption, requeues and resumes",
+        usage="spanqa slurm [options] -- spanqa train --config RECIPE ...")
+    add_dataclass_args(p, SlurmConfig)
+    p.add_argument("spanqa_command", nargs=argparse.REMAINDER, help="the spanqa command to run, after --")
+    p.set_defaults(func=cmd_slurm)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from spanqa.report import write_report
 
@@ -411,7 +434,7 @@ def _quickstart_parser(sub) -> None:
 
 SUBCOMMANDS: list[Callable] = [
     _quickstart_parser, *(_task_parser(name) for name in TASKS), _evaluate_parser, _predict_parser, _ask_parser,
-    _serve_parser, _export_parser, _data_parser, _report_parser,
+    _serve_parser, _export_parser, _data_parser, _report_parser, _slurm_parser,
 ]
 
 
