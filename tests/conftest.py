@@ -106,6 +106,15 @@ def make_tokenizer(family: str, model_input_names=None):
     return PreTrainedTokenizerFast(tokenizer_object=tok, model_input_names=names, **specials)
 
 
+@pytest.fixture(autouse=True)
+def no_bundle_or_offline_leaks(monkeypatch):
+    """`--bundle` and `--offline` act through the process environment (so DDP workers inherit them): every
+    test starts without them, and what a test's CLI call sets is undone after it."""
+    for var in ("SPANQA_BUNDLE", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.setenv(var, "")  # records the variable's state, so teardown restores it whatever main() set
+        monkeypatch.delenv(var)
+
+
 @pytest.fixture(scope="session")
 def wordpiece():
     return make_tokenizer("wordpiece")

@@ -13,13 +13,6 @@ from spanqa.cli import main
 from spanqa.train.config import read_recipe
 
 
-@pytest.fixture(autouse=True)
-def no_bundle_leaks(monkeypatch):
-    """--bundle/--offline set the environment for the process; each test starts clean."""
-    for var in ("SPANQA_BUNDLE", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
-        monkeypatch.delenv(var, raising=False)
-
-
 @pytest.fixture()
 def saved_dataset(tmp_path):
     import datasets

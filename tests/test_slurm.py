@@ -37,9 +37,10 @@ def test_four_nodes_eight_gpus_with_every_option(tmp_path):
     bundle.mkdir()
     text = script(tmp_path, "--nodes", "4", "--gpus-per-node", "8", "--cpus-per-task", "64", "--mem", "480G",
                   "--time", "2-00:00:00", "--partition", "gpu", "--account", "proj", "--mail-user", "me@x.org",
-                  "--signal-seconds", "600", "--bundle", str(bundle), "--venv", "/opt/venvs/qa", "--port", "29600",
+                  "--signal-seconds", "600", "--gpu-type", "a100", "--modules", "gcc arrow python/3.10", "--bundle", str(bundle), "--venv", "/opt/venvs/qa", "--port", "29600",
                   "--", "distill", "--config", "recipes/tinyroberta-mrqa.yaml", "--resume", "yes")
-    for line in ("--nodes=4", "--gpus-per-node=8", "--cpus-per-task=64", "--mem=480G", "--time=2-00:00:00",
+    assert "module load gcc arrow python/3.10\n" in text
+    for line in ("--nodes=4", "--gpus-per-node=a100:8", "--cpus-per-task=64", "--mem=480G", "--time=2-00:00:00",
                  "--partition=gpu", "--account=proj", "--mail-user=me@x.org", "--mail-type=END,FAIL,REQUEUE",
                  "--signal=B:USR1@600", "--ntasks-per-node=1"):
         assert f"#SBATCH {line}\n" in text
@@ -57,6 +58,14 @@ def test_bad_slurm_requests_say_what_is_expected(tmp_path):
         SlurmConfig(nodes=0)
     assert main(["slurm", "--bundle", str(tmp_path / "none"), "--", "train"]) == 2
     assert "predict --model m" in render(SlurmConfig(), spanqa_command(["predict", "--model", "m"]))
+    with pytest.raises(SpanqaError, match="needs the run's output folder"):
+        render(SlurmConfig(predict_data="squad_v2"), spanqa_command(["train", "--model", "m"]))
+
+
+def test_the_job_ends_with_seed_003s_evaluation(tmp_path):
+    text = script(tmp_path, "--predict-data", "squad_v2", "--", "train", "--config", "recipes/roberta-base-squad2.yaml")
+    assert ("python -m spanqa.cli predict --model runs/roberta-base-squad2 --data squad_v2 --output "
+            "runs/roberta-base-squad2/predictions.json --na-probs-out runs/roberta-base-squad2/na_probs.json") in text
 
 
 @pytest.fixture(scope="module")

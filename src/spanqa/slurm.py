@@ -39,6 +39,7 @@ class SlurmConfig:
     job_name: str = _f("spanqa", "the job's name (also names the log file)")
     nodes: int = _f(1, "nodes; one torchrun per node")
     gpus_per_node: int = _f(0, "GPUs per node, one worker process each (0: CPU, one worker per node)")
+    gpu_type: str = _f("", "GPU type the cluster names, e.g. a100 (gives --gpus-per-node=a100:N)")
     cpus_per_task: int = _f(8, "CPU cores per node for the job")
     mem: str = _f("", "memory per node, e.g. 64G (default: the partition's)")
     time: str = _f("24:00:00", "time limit, [D-]HH:MM:SS")
@@ -47,10 +48,13 @@ class SlurmConfig:
     mail_user: str = _f("", "mail the job's events to this address")
     mail_type: str = _f("END,FAIL,REQUEUE", "which events to mail (with --mail-user)")
     signal_seconds: int = _f(300, "seconds before pre-emption or the time limit at which workers checkpoint")
+    modules: str = _f("", "environment modules to load first, e.g. 'gcc arrow python/3.10' (module load ...)")
     venv: str = _f("", "virtual environment to activate on the compute node (default: this one, if any)")
     bundle: str = _f("", "bundle from `spanqa fetch` (default: $SPANQA_BUNDLE)")
     port: int = _f(29500, "rendezvous port on the first node")
     log_dir: str = _f("slurm-logs", "folder for the job's output (appended across requeues)")
+    predict_data: str = _f("", "after training, write predictions on this data into the output folder and print "
+                               "the official scores (seed 003's evaluation step)")
     script: str = _f("", "where to write the script (default: <job_name>.sbatch)")
     submit: bool = _f(False, "submit it with sbatch after writing it")
 
@@ -91,7 +95,8 @@ def render(config: SlurmConfig, command: list[str], venv: str = "", bundle: str 
     workers = config.gpus_per_node or 1
     directives = [
         ("job-name", config.job_name), ("nodes", config.nodes), ("ntasks-per-node", 1),
-        ("gpus-per-node", config.gpus_per_node or None), ("cpus-per-task", config.cpus_per_task),
+        ("gpus-per-node", (f"{config.gpu_type}:" if config.gpu_type else "") + str(config.gpus_per_node)
+         if config.gpus_per_node else None), ("cpus-per-task", config.cpus_per_task),
         ("mem", config.mem or None), ("time", config.time), ("partition", config.partition or None),
         ("account", config.account or None), ("mail-user", config.mail_user or None),
         ("mail-type", config.mail_type if config.mail_user else None),
@@ -107,6 +112,8 @@ def render(config: SlurmConfig, command: list[str], venv: str = "", bundle: str 
         "",
         "# The environment made on the login node, and the bundle from `spanqa fetch`: never the network.",
     ]
+    if config.modules:
+        lines.append(f"module load {config.modules}")
     if venv:
         lines.append(f"source {shlex.quote(str(Path(venv) / 'bin' / 'activate'))}")
     if bundle:
@@ -139,7 +146,36 @@ def render(config: SlurmConfig, command: list[str], venv: str = "", bundle: str 
         'wait "$step"',
         "",
     ]
+    if config.predict_data:
+        out = output_dir(command)
+        lines += [
+            "# Then, as seed 003 does: the predictions file and the official scores (SQuAD v2: with no-answer",
+            "# probabilities).",
+            f"python -m spanqa.cli predict --model {shlex.quote(out)} --data {shlex.quote(config.predict_data)} "
+            f"--output {shlex.quote(out + '/predictions.json')} --na-probs-out {shlex.quote(out + '/na_probs.json')}",
+            "",
+        ]
     return "\n".join(lines)
+
+
+def output_dir(command: list[str]) -> str:
+    """The run's output folder: --output-dir in the command, else the recipe's (--config).
+
+    Raises:
+        SpanqaError: neither names one.
+    """
+    for flag in ("--output-dir", "--config"):
+        for i, word in enumerate(command):
+            value = word.split("=", 1)[1] if word.startswith(flag + "=") else \
+                command[i + 1] if word == flag and i + 1 < len(command) else None
+            if value and flag == "--output-dir":
+                return value
+            if value:
+                from spanqa.train.config import read_recipe
+
+                if read_recipe(value).get("output_dir"):
+                    return str(read_recipe(value)["output_dir"])
+    raise SpanqaError("--predict-data needs the run's output folder: give --output-dir in the command or in its recipe.")
 
 
 def write_job(config: SlurmConfig, words: list[str]) -> tuple[Path, str]:
