@@ -115,9 +115,9 @@ def render(config: SlurmConfig, command: list[str], venv: str = "", bundle: str 
     if config.modules:
         lines.append(f"module load {config.modules}")
     if venv:
-        lines.append(f"source {shlex.quote(str(Path(venv) / 'bin' / 'activate'))}")
+        lines.append(f"source {_shell_path(venv.rstrip('/') + '/bin/activate')}")
     if bundle:
-        lines.append(f"export SPANQA_BUNDLE={shlex.quote(bundle)}")
+        lines.append(f"export SPANQA_BUNDLE={_shell_path(bundle)}")
     lines += [
         "export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1",
         f"export OMP_NUM_THREADS={max(1, config.cpus_per_task // workers)}",
@@ -178,16 +178,20 @@ def output_dir(command: list[str]) -> str:
     raise SpanqaError("--predict-data needs the run's output folder: give --output-dir in the command or in its recipe.")
 
 
+def _shell_path(path: str) -> str:
+    """A path for the script: quoted, except that $VARIABLES (e.g. $SCRATCH) still expand."""
+    return f'"{path}"' if "$" in path else shlex.quote(path)
+
+
 def write_job(config: SlurmConfig, words: list[str]) -> tuple[Path, str]:
     """Write the script (atomically); submit it when asked. Returns (script path, job id or "")."""
     command = spanqa_command(words)
     venv = config.venv or (sys.prefix if sys.prefix != sys.base_prefix else "")
     bundle = config.bundle or os.environ.get("SPANQA_BUNDLE", "")
-    if bundle and not Path(bundle).is_dir():
+    if bundle and "$" not in bundle and not Path(bundle).expanduser().is_dir():
         raise SpanqaError(f"--bundle {bundle}: no such folder; make one with spanqa fetch --output {bundle} ...")
     path = Path(config.script or f"{config.job_name}.sbatch")
-    write_text_atomic(path, render(config, command, str(Path(venv).resolve()) if venv else "",
-                                   str(Path(bundle).resolve()) if bundle else ""))
+    write_text_atomic(path, render(config, command, venv, bundle))  # paths as given: $SCRATCH/... stays
     path.chmod(0o755)
     Path(config.log_dir).mkdir(parents=True, exist_ok=True)
     if not config.submit:
