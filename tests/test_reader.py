@@ -10,6 +10,7 @@ from conftest import FIXTURES
 from spanqa.artifacts import ReaderInfo
 from spanqa.cli import main
 from spanqa.data import load_examples
+from spanqa.errors import SpanqaError
 from spanqa.reader import Reader, ReaderConfig
 
 V2 = str(FIXTURES / "squad-v2.0-dev-fixture.json")
@@ -92,3 +93,13 @@ def test_a_classifier_folder_is_refused_with_what_to_do(tmp_path, tiny_model):
     (folder / "spanqa_classifier.json").write_text('{"labels": [0, 1]}')
     with pytest.raises(Exception, match="holds a classifier, not a reader.*spanqa train --model"):
         Reader.load(folder)
+
+
+def test_a_lone_surrogate_is_a_clear_error_naming_the_field_and_position(tiny_model, capsys):
+    reader = Reader.load(tiny_model, precision="fp32", device="cpu")
+    with pytest.raises(SpanqaError, match=r"question '0': context character 8 is a lone surrogate \(U\+D83D"):
+        reader.answer("Who?", "A smile \ud83d here")
+    with pytest.raises(SpanqaError, match="question character 3 is a lone surrogate"):
+        reader(question="Who\udc00?", context="A smile here")
+    assert main(["ask", "--model", str(tiny_model), "--question", "Who\ud83d?", "--context", "Text."]) == 2
+    assert "lone surrogate" in capsys.readouterr().err

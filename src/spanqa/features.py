@@ -22,6 +22,7 @@ starts at the first token ending after s and ends at the last token starting bef
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from dataclasses import dataclass
 
@@ -30,8 +31,10 @@ import numpy as np
 from spanqa.batching import PAD_ID, Ragged
 from spanqa.config import DataConfig
 from spanqa.data import Example
+from spanqa.errors import SpanqaError
 from spanqa.tokenization import PairTemplate, plain_backend
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
 # Every char that str.isspace() accepts; offsets are trimmed of these.
 _SPACE_CODEPOINTS = np.array([c for c in range(0x3001) if chr(c).isspace()], dtype=np.uint32)
 
@@ -158,12 +161,32 @@ def _tokenize(backend, texts: list[str]) -> list[_Tokenized]:
     return out
 
 
+def check_encodable(examples: list[Example]) -> None:
+    """Refuse text no tokenizer can take: a lone surrogate (half of a UTF-16 pair, e.g. an emoji cut in two)
+    cannot be encoded as UTF-8.
+
+    Raises:
+        SpanqaError: naming the question, the field and the character position.
+    """
+    for ex in examples:
+        for name in ("question", "context"):
+            text = getattr(ex, name)
+            bad = _SURROGATE.search(text)
+            if bad:
+                raise SpanqaError(
+                    f"question {ex.id!r}: {name} character {bad.start()} is a lone surrogate "
+                    f"(U+{ord(bad.group()):04X}, half of a UTF-16 pair, e.g. an emoji cut in two), which cannot be "
+                    "encoded as UTF-8; send whole characters.")
+
+
 def build_features(examples: list[Example], tokenizer, config: DataConfig) -> Features:
     """Cut every example into windows of at most `config.max_seq_length` tokens.
 
     Raises:
-        SpanqaError: `config` leaves no room for context or a `doc_stride` that would not advance.
+        SpanqaError: `config` leaves no room for context or a `doc_stride` that would not advance; text with a
+            lone surrogate (`check_encodable`).
     """
+    check_encodable(examples)
     template = PairTemplate.from_tokenizer(tokenizer)
     config.context_room(template.num_special)
     backend = plain_backend(tokenizer)

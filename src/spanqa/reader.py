@@ -201,8 +201,8 @@ class Reader:
         for i, group in enumerate(groups):
             if not group or not all(isinstance(c, str) for c in group):
                 raise SpanqaError(f"question {i}: the context must be a string or a non-empty list of strings.")
-        examples = [Example(f"{i}/{j}", q, c) for i, ((q, _), group) in enumerate(zip(pairs, groups))
-                    for j, c in enumerate(group)]
+        examples = [Example(str(i) if isinstance(context, str) else f"{i}/passage {j}", q, c)
+                    for i, ((q, context), group) in enumerate(zip(pairs, groups)) for j, c in enumerate(group)]
         preds = iter(self.predict(examples))
         out = []
         for (_, context), group in zip(pairs, groups):
