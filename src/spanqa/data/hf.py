@@ -53,15 +53,16 @@ def open_dataset(spec: str, split: str, config: str = ""):
     bundled = from_bundle("dataset", spec, f"{name}#{config}" if config else name)
     if bundled is not None:
         return _pick_split(datasets.load_from_disk(str(bundled)), named_split or split, str(bundled))
-    if not offline() and not hub_reachable():
-        go_offline()  # no network here: the datasets cache may still hold it, and nothing waits on retries
+    why = "the Hugging Face hub is off (--offline / HF_HUB_OFFLINE=1)" if offline() else ""
+    if not why and not hub_reachable():
+        why = "the Hugging Face hub cannot be reached from here"
+        go_offline()  # the datasets cache may still hold it, and nothing waits on retries
     try:
         return datasets.load_dataset(name, config or None, split=named_split or split)
     except Exception as exc:
-        if offline():
+        if why:
             raise not_available("dataset", f"{name}#{config}" if config else name,
-                                "the hub is off (--offline / HF_HUB_OFFLINE=1) and the datasets cache does not "
-                                "hold it") from None
+                                f"{why}, and the datasets cache does not hold it") from None
         raise SpanqaError(
             f"{spec}: not a file or folder, and loading it from the Hugging Face hub failed ({exc}). "
             "Offline? Save it with `datasets.load_dataset(...).save_to_disk(DIR)` where there is network "

@@ -39,8 +39,9 @@ def resolve_model_path(name: str | Path) -> str:
         cached = _cached_snapshot(name)
         if cached:
             return cached
-        why = "the hub is off (--offline / HF_HUB_OFFLINE=1)" if offline() else "the hub cannot be reached from here"
-        raise not_available("model", name, f"{why} and the hub cache does not hold it")
+        why = ("the Hugging Face hub is off (--offline / HF_HUB_OFFLINE=1)" if offline()
+               else "the Hugging Face hub cannot be reached from here")
+        raise not_available("model", name, f"{why}, and the hub cache does not hold it")
     return name
 
 
