@@ -192,12 +192,17 @@ def _task(name: str):
 
 def cmd_task(args: argparse.Namespace) -> int:
     """`train`, `distill`, `classify`, `pretrain`: recipe + flags -> settings -> the task on the engine."""
-    from spanqa.train.engine import run_task
+    from spanqa.models.hub import resolve_model_path
 
     settings_cls, build = _task(args.command)
     recipe = settings_cls.load_recipe(args.config) if args.config else {}
     flags = {k: v for k, v in vars(args).items() if k not in ("config", "func", "command", "verbose")}
     settings = settings_cls.resolve(recipe, flags)
+    if getattr(settings, "recurrent", None) is None:
+        resolve_model_path(settings.run.model)  # a name offline cannot have fails now, before any work
+
+    from spanqa.train.engine import run_task
+
     results = run_task(settings, build, "spanqa " + " ".join(sys.argv[1:]))
     if results:
         print(json.dumps(results))
