@@ -78,7 +78,7 @@ def test_health_and_model_info(client):
 @pytest.mark.parametrize(
     "body, status, needle",
     [
-        ('{"question": "x", "context": ', 422, "invalid_json"),
+        ('{"question": "x", "context": ', 400, "invalid_json"),
         ('[1, 2]', 422, "invalid_request"),
         ('{"question": 3, "context": "abc"}', 422, "question"),
         ('{"question": "", "context": "abc"}', 422, "question"),
@@ -96,6 +96,60 @@ def test_bad_requests_get_json_errors_and_the_server_stays_up(client, body, stat
     assert r.status_code == status and needle in r.text
     assert "error" in r.json() and r.json()["error"]["message"]
     assert client.post("/v1/answer", json={"question": "q?", "context": CONTEXT}).status_code == 200
+
+
+@pytest.mark.parametrize("body, headers", [
+    (b'{"question": "\xff\xfe", "context": "abc"}', {}),                      # not UTF-8
+    (b'{"question": "\xc0\xaf", "context": "abc"}', {}),                      # an overlong UTF-8 sequence
+    ('{"question": "caf\u00e9?", "context": "abc"}'.encode("latin-1"), {"Content-Type": "application/json; charset=latin-1"}),
+    (b'{"question": "q?", "context": "abc", "top_k": ' + b"9" * 5000 + b"}", {}),  # a 5,000-digit number
+    (b"[" * 100000 + b"]" * 100000, {}),                                       # JSON nested 100,000 deep
+], ids=["not-utf8", "overlong-utf8", "latin-1", "5000-digits", "deep-nesting"])
+def test_unreadable_bodies_answer_400_in_the_error_contract(reader, body, headers):
+    with TestClient(create_app(reader, ServeConfig(max_body_bytes=1_000_000))) as client:
+        r = client.post("/v1/answer", content=body, headers={"Content-Type": "application/json", **headers})
+    assert r.status_code == 400, r.text[:300]
+    error = r.json()["error"]
+    assert error["type"] in ("invalid_body", "invalid_json") and error["message"] and "detail" not in r.json()
+
+
+def test_unknown_routes_and_methods_answer_in_the_error_contract(client):
+    for method, path, status in (("GET", "/nope", 404), ("HEAD", "/healthz", 405), ("OPTIONS", "/v1/answer", 405),
+                                 ("GET", "/v1/answer", 405)):
+        r = client.request(method, path)
+        assert r.status_code == status
+        if method != "HEAD":
+            assert r.json()["error"]["type"] in ("not_found", "method_not_allowed") and "detail" not in r.json()
+
+
+def test_a_bad_field_is_named_by_its_json_path(client):
+    r = client.post("/v1/answer/batch", json={"items": [{"question": "q?", "context": "c"}, {"question": 5, "context": "c"}]})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "items.1.question"
+
+
+def test_an_internal_error_gives_a_request_id_and_no_internals(reader, caplog):
+    class Broken:
+        name, info, allow_null, data, decode, precision = reader.name, reader.info, False, reader.data, reader.decode, "fp32"
+
+        def answer_batch(self, pairs, top_k):
+            raise RuntimeError("/secret/path/model.safetensors is corrupt")
+
+    with TestClient(create_app(Broken()), raise_server_exceptions=False) as c:
+        r = c.post("/v1/answer", json={"question": "q?", "context": CONTEXT})
+    error = r.json()["error"]
+    assert r.status_code == 500 and error["type"] == "internal_error" and len(error["request_id"]) == 12
+    assert "secret" not in r.text and "RuntimeError" not in r.text
+    assert error["request_id"] in caplog.text and "/secret/path" in caplog.text  # the log keeps the details
+
+
+def test_a_context_without_tokens_is_a_clear_422_and_fails_only_its_item(client):
+    empty = "\u200b\u0301\u200d"  # zero-width characters and a combining mark: no tokens
+    r = client.post("/v1/answer", json={"question": "Who?", "context": empty})
+    assert r.status_code == 422 and "no text" in r.json()["error"]["message"]
+    r = client.post("/v1/answer/batch", json={"items": [{"question": "Who?", "context": empty},
+                                                         {"question": "Who designed it?", "context": CONTEXT}]})
+    first, second = r.json()["results"]
+    assert r.status_code == 200 and first["error"]["field"] == "items.0.context" and second["answers"]
 
 
 def test_too_many_questions_per_request(client):

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import time
+import uuid
 from dataclasses import asdict, dataclass
 from importlib import resources
 
@@ -16,9 +18,16 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field, field_validator, model_validator
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from spanqa.config import _f
+from spanqa.errors import SpanqaError
 from spanqa.server.batching import MicroBatcher
+
+
+log = logging.getLogger(__name__)
+NO_TEXT = ("context: the reader finds no text in it (no tokens: only spaces, zero-width characters or combining "
+           "marks); send a passage with words")
 
 
 @dataclass(frozen=True)
@@ -95,8 +104,9 @@ class LimitExceeded(Exception):
         self.limit, self.value, self.maximum, self.status = limit, value, maximum, status
 
 
-def _error(status: int, kind: str, message: str, **extra) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error": {"type": kind, "message": message, **extra}})
+def _error(status: int, kind: str, message: str, headers: dict | None = None, **extra) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": {"type": kind, "message": message, **extra}},
+                        headers=headers)
 
 
 class BodyLimit:
@@ -159,6 +169,8 @@ def create_app(reader, config: ServeConfig = ServeConfig()) -> FastAPI:
         _check([req], req.top_k, config)
         t0 = time.perf_counter()
         (answers,) = await batcher.submit([(req.question, req.context or req.contexts)], req.top_k)
+        if not answers:
+            raise SpanqaError(NO_TEXT)
         return {"answers": [asdict(a) for a in answers], "model": reader.name, "time_ms": _ms(t0)}
 
     @app.post("/v1/answer/batch")
@@ -168,8 +180,11 @@ def create_app(reader, config: ServeConfig = ServeConfig()) -> FastAPI:
         _check(req.items, req.top_k, config)
         t0 = time.perf_counter()
         results = await batcher.submit([(q.question, q.context) for q in req.items], req.top_k)
-        return {"results": [{"answers": [asdict(a) for a in r]} for r in results], "model": reader.name,
-                "time_ms": _ms(t0)}
+        return {"results": [{"answers": [asdict(a) for a in r]} if r else
+                            {"answers": [], "error": {"type": "invalid_request", "message": NO_TEXT,
+                                                      "field": f"items.{i}.context"}}
+                            for i, r in enumerate(results)],
+                "model": reader.name, "time_ms": _ms(t0)}
 
     @app.get("/healthz")
     async def healthz() -> dict:
@@ -223,23 +238,53 @@ def _ms(t0: float) -> float:
     return round((time.perf_counter() - t0) * 1000, 2)
 
 
+ERROR_TYPES = {400: "invalid_body", 404: "not_found", 405: "method_not_allowed", 408: "timeout",
+               413: "limit_exceeded", 415: "unsupported_media_type", 429: "too_many_requests", 503: "overloaded"}
+
+
 def _add_error_handlers(app: FastAPI) -> None:
+    """Every response the app can give on an error has one shape: {"error": {"type", "message", ...}}."""
+
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [
-            {"field": ".".join(str(p) for p in e.get("loc", ()) if p != "body"), "message": e.get("msg", "")}
-            for e in exc.errors()
-        ]
-        malformed = any(e.get("type") == "json_invalid" for e in exc.errors())
-        kind = "invalid_json" if malformed else "invalid_request"
-        message = "the body is not valid JSON" if malformed else "; ".join(
-            f"{p['field'] or 'body'}: {p['message']}" for p in problems)
-        return _error(422, kind, message, problems=json.loads(json.dumps(problems, default=str)))
+        errors = exc.errors()
+        bad_json = next((e for e in errors if e.get("type") == "json_invalid"), None)
+        if bad_json is not None:  # not JSON at all: a 400, with where it broke (a position, not a field)
+            where = next((p for p in bad_json.get("loc", ()) if isinstance(p, int)), None)
+            detail = bad_json.get("ctx", {}).get("error", "")
+            return _error(400, "invalid_json", "the body is not valid JSON" +
+                          (f" (at character {where}: {detail})" if where is not None else ""))
+        problems = [{"field": ".".join(str(p) for p in e.get("loc", ()) if p != "body"), "message": e.get("msg", "")}
+                    for e in errors]
+        message = "; ".join(f"{p['field'] or 'body'}: {p['message']}" for p in problems)
+        return _error(422, "invalid_request", message, field=problems[0]["field"] if problems else "",
+                      problems=json.loads(json.dumps(problems, default=str)))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        status = exc.status_code
+        if status == 400:
+            message = "the body could not be read as JSON: send UTF-8 encoded JSON"
+        elif status == 404:
+            message = f"no route {request.url.path}; see /docs for the API"
+        elif status == 405:
+            message = f"{request.method} is not allowed on {request.url.path}"
+        else:
+            message = str(exc.detail)
+        return _error(status, ERROR_TYPES.get(status, "http_error"), message,
+                      headers=getattr(exc, "headers", None))
 
     @app.exception_handler(LimitExceeded)
     async def too_big(_request: Request, exc: LimitExceeded) -> JSONResponse:
         return _error(exc.status, "limit_exceeded", str(exc), limit=exc.limit, maximum=exc.maximum)
 
+    @app.exception_handler(SpanqaError)
+    async def refused(_request: Request, exc: SpanqaError) -> JSONResponse:
+        return _error(422, "invalid_request", str(exc))
+
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
-        return _error(500, "internal_error", f"{type(exc).__name__}: {exc}")
+        request_id = uuid.uuid4().hex[:12]
+        log.error("request %s failed", request_id, exc_info=exc)  # the details stay in the server's log
+        return _error(500, "internal_error", f"internal error; request id {request_id} (the server log has the "
+                                             "details)", request_id=request_id)
