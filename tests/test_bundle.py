@@ -8,9 +8,10 @@ import pytest
 import yaml
 from conftest import V1
 
-from spanqa.bundle import BundleManifest, recipe_names
+from spanqa.bundle import BundleManifest
+from spanqa.fetch import recipe_names
 from spanqa.cli import main
-from spanqa.train.config import read_recipe
+from spanqa.config import read_recipe
 
 
 @pytest.fixture()

@@ -391,7 +391,7 @@ def _export_parser(sub) -> None:
 def cmd_fetch(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from spanqa import bundle
+    from spanqa import fetch as bundle
 
     say = lambda line: print(f"spanqa: {line}", file=sys.stderr)  # noqa: E731
     if args.verify:
@@ -405,7 +405,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
         raise SpanqaError("give --output BUNDLE (a folder to fetch into) or --verify BUNDLE.")
     models, datasets, vectors = list(args.model), list(args.dataset), list(args.embeddings)
     for recipe in args.recipe:
-        from spanqa.train.config import read_recipe
+        from spanqa.config import read_recipe
 
         m, d, v = bundle.recipe_names(read_recipe(recipe))
         models, datasets, vectors = models + m, datasets + d, vectors + v

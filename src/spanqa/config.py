@@ -9,7 +9,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, get_type_hints
+
+import yaml
 
 from spanqa.errors import SpanqaError
 
@@ -115,3 +118,23 @@ def field_type(hint) -> tuple[type, bool]:
 def from_args(cls: type, args: argparse.Namespace) -> Any:
     """Build `cls` from the parsed flags that `add_dataclass_args` added."""
     return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
+
+
+def read_recipe(path: str | Path) -> dict[str, Any]:
+    """A recipe file as a dict (empty for an empty file).
+
+    Raises:
+        SpanqaError: missing file, bad YAML, or not a mapping.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SpanqaError(f"{path}: no such recipe file.")
+    try:
+        recipe = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise SpanqaError(f"{path}: not valid YAML ({str(exc).splitlines()[0]}).") from None
+    if recipe is None:
+        return {}
+    if not isinstance(recipe, dict):
+        raise SpanqaError(f"{path}: expected a mapping of settings, got {type(recipe).__name__}.")
+    return recipe

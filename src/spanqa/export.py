@@ -25,6 +25,7 @@ from spanqa.tokenization import input_names_for
 
 FORMATS = ("onnx", "openvino", "torch", "all")
 RUNTIME_OF = {"onnx": "onnxruntime", "openvino": "openvino", "torch": "torch"}
+FORMAT_NAMES = {"onnx": "ONNX", "openvino": "OpenVINO", "all": "ONNX or OpenVINO"}
 
 
 def export_reader(model: str, fmt: str, quantize: str, output: str) -> Path:
@@ -45,7 +46,7 @@ def export_reader(model: str, fmt: str, quantize: str, output: str) -> Path:
     reader = Reader.load(model, device="cpu", precision="fp32", backend="torch")
     if fmt != "torch" and getattr(reader.model.config, "model_type", "") == "spanqa_recurrent":
         raise SpanqaError(f"{model}: a recurrent reader ({reader.model.config.architecture}) cannot be exported to "
-                          f"{fmt}: it splits each window into question and context by their lengths, which a "
+                          f"{FORMAT_NAMES[fmt]}: it splits each window into question and context by their lengths, which a "
                           "traced graph would fix to one example's. Serve the folder as it is (spanqa serve "
                           f"--model {model}), or use --format torch --quantize int8.")
     with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as tmp:

@@ -171,7 +171,7 @@ def output_dir(command: list[str]) -> str:
             if value and flag == "--output-dir":
                 return value
             if value:
-                from spanqa.train.config import read_recipe
+                from spanqa.config import read_recipe
 
                 if read_recipe(value).get("output_dir"):
                     return str(read_recipe(value)["output_dir"])

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, get_type_hints
 
 import yaml
 
-from spanqa.config import _f, field_type
+from spanqa.config import _f, field_type, read_recipe  # noqa: F401 - read_recipe: where recipes are read
 from spanqa.errors import SpanqaError
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
@@ -188,26 +188,6 @@ class Settings:
             if key not in known:
                 raise SpanqaError(f"{path}: unknown setting '{key}' (see `spanqa {cls.COMMAND} --help` for the fields).")
         return recipe
-
-
-def read_recipe(path: str | Path) -> dict[str, Any]:
-    """A recipe file as a dict (empty for an empty file).
-
-    Raises:
-        SpanqaError: missing file, bad YAML, or not a mapping.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise SpanqaError(f"{path}: no such recipe file.")
-    try:
-        recipe = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise SpanqaError(f"{path}: not valid YAML ({str(exc).splitlines()[0]}).") from None
-    if recipe is None:
-        return {}
-    if not isinstance(recipe, dict):
-        raise SpanqaError(f"{path}: expected a mapping of settings, got {type(recipe).__name__}.")
-    return recipe
 
 
 def _coerce(value: Any, default: Any, name: str) -> Any:
