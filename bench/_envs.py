@@ -20,6 +20,11 @@ from pathlib import Path
 ROOT = Path(__file__).parent / ".ref"
 TORCH = "torch==2.13.0"
 
+# Removed after install: optimum-intel pulls torchvision, whose PyPI wheel is built against the CUDA torch and
+# fails to load its operators next to the CPU torch wheel ("operator torchvision::nms does not exist"), which
+# breaks `import transformers.pipeline`; the QA model never uses it, and no CPU torchvision wheel is on the index.
+REMOVE = {"optimum-openvino": ["torchvision"]}
+
 # name -> (pip requirements, modules to import as the check, the package whose version identifies it)
 PEERS = {
     "transformers-4.57": ([TORCH, "transformers==4.57.*"], ["transformers"], "transformers"),
@@ -47,7 +52,10 @@ def ensure(name: str) -> Path:
     subprocess.run([sys.executable, "-m", "venv", "--clear", str(env)], check=True)
     subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *requirements],
                    check=True, env=clean_env())
+    if REMOVE.get(name):
+        subprocess.run([str(python), "-m", "pip", "uninstall", "-y", "-q", *REMOVE[name]], check=True, env=clean_env())
     probe = (f"import importlib, importlib.metadata as m, json; [importlib.import_module(x) for x in {modules!r}]; "
+             "from transformers import pipeline; "
              f"print(json.dumps({{p: m.version(p) for p in ('torch', 'transformers', {package!r})}}))")
     versions = subprocess.run([str(python), "-c", probe], check=True, capture_output=True, text=True,
                               env=clean_env()).stdout.strip().splitlines()[-1]

@@ -41,17 +41,29 @@ def load_model(kind: str, precision: str, model_dir: str, tmp: str):
     raise SystemExit(f"unknown peer {kind}")
 
 
+def load_tokenizer(model_dir: str):
+    """The folder's tokenizer; a tokenizer.json saved by transformers 5 under a class 4.57 does not know
+    (TokenizersBackend) is read as the plain fast tokenizer it is."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    try:
+        return AutoTokenizer.from_pretrained(model_dir)
+    except ValueError:
+        config = json.load(open(f"{model_dir}/tokenizer_config.json"))
+        specials = {k: config[k] for k in ("cls_token", "sep_token", "pad_token", "unk_token", "mask_token") if k in config}
+        return PreTrainedTokenizerFast(tokenizer_file=f"{model_dir}/tokenizer.json", **specials)
+
+
 def main() -> None:
     kind, precision, model_dir, questions_path, out_path, sizes = sys.argv[1:7]
     import torch
     import transformers
-    from transformers import AutoTokenizer, pipeline
+    from transformers import pipeline
 
     transformers.logging.set_verbosity_error()
     with tempfile.TemporaryDirectory() as tmp:
         model = load_model(kind, precision, model_dir, tmp)
-        qa = pipeline("question-answering", model=model, tokenizer=AutoTokenizer.from_pretrained(model_dir),
-                      device="cpu")
+        qa = pipeline("question-answering", model=model, tokenizer=load_tokenizer(model_dir), device="cpu")
         items = json.load(open(questions_path))
         qa(items[:4], batch_size=4, **SETTINGS)  # warm-up
         runs = {}
