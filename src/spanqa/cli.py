@@ -300,7 +300,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = from_args(ServeConfig, args)
     reader = _load_reader(args)
     print(f"spanqa: serving {args.model} on http://{config.host}:{config.port} (docs at /docs)", file=sys.stderr)
-    uvicorn.run(create_app(reader, config), host=config.host, port=config.port, log_level="warning")
+    uvicorn.run(create_app(reader, config), host=config.host, port=config.port, log_level="warning",
+                server_header=False)
     return 0
 
 

@@ -9,6 +9,7 @@ from spanqa.reader import Reader
 from spanqa.server.app import ServeConfig, create_app
 from spanqa.server.batching import MicroBatcher
 
+LOCAL = "http://127.0.0.1:8000"  # the server is bound to loopback: it answers only requests for a local host
 CONTEXT = "The Eiffel Tower was designed by the engineering company of Gustave Eiffel and built in 1889."
 
 
@@ -21,7 +22,7 @@ def reader(tiny_model):
 def client(reader):
     config = ServeConfig(max_context_chars=500, max_question_chars=100, max_questions_per_request=3,
                          max_body_bytes=4000, max_top_k=5)
-    with TestClient(create_app(reader, config)) as c:
+    with TestClient(create_app(reader, config), base_url=LOCAL) as c:
         yield c
 
 
@@ -106,7 +107,7 @@ def test_bad_requests_get_json_errors_and_the_server_stays_up(client, body, stat
     (b"[" * 100000 + b"]" * 100000, {}),                                       # JSON nested 100,000 deep
 ], ids=["not-utf8", "overlong-utf8", "latin-1", "5000-digits", "deep-nesting"])
 def test_unreadable_bodies_answer_400_in_the_error_contract(reader, body, headers):
-    with TestClient(create_app(reader, ServeConfig(max_body_bytes=1_000_000))) as client:
+    with TestClient(create_app(reader, ServeConfig(max_body_bytes=1_000_000)), base_url=LOCAL) as client:
         r = client.post("/v1/answer", content=body, headers={"Content-Type": "application/json", **headers})
     assert r.status_code == 400, r.text[:300]
     error = r.json()["error"]
@@ -134,7 +135,7 @@ def test_an_internal_error_gives_a_request_id_and_no_internals(reader, caplog):
         def answer_batch(self, pairs, top_k):
             raise RuntimeError("/secret/path/model.safetensors is corrupt")
 
-    with TestClient(create_app(Broken()), raise_server_exceptions=False) as c:
+    with TestClient(create_app(Broken()), raise_server_exceptions=False, base_url=LOCAL) as c:
         r = c.post("/v1/answer", json={"question": "q?", "context": CONTEXT})
     error = r.json()["error"]
     assert r.status_code == 500 and error["type"] == "internal_error" and len(error["request_id"]) == 12
@@ -150,6 +151,43 @@ def test_a_context_without_tokens_is_a_clear_422_and_fails_only_its_item(client)
                                                          {"question": "Who designed it?", "context": CONTEXT}]})
     first, second = r.json()["results"]
     assert r.status_code == 200 and first["error"]["field"] == "items.0.context" and second["answers"]
+
+
+def test_a_loopback_server_refuses_other_host_headers(client):
+    r = client.get("/healthz", headers={"Host": "attacker.example:8000"})  # DNS rebinding
+    assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_host"
+    assert client.get("/healthz", headers={"Host": "localhost:8000"}).status_code == 200
+    assert client.get("/healthz", headers={"Host": "[::1]:8000"}).status_code == 200
+
+
+def test_a_full_queue_answers_503_with_retry_after_and_readyz_says_so(reader):
+    with TestClient(create_app(reader, ServeConfig(max_queue=0)), base_url=LOCAL) as c:
+        r = c.post("/v1/answer", json={"question": "Who?", "context": CONTEXT})
+        assert r.status_code == 503 and r.headers["retry-after"] == "1" and r.json()["error"]["limit"] == "max_queue"
+        ready = c.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["status"] == "saturated"
+    with TestClient(create_app(reader, ServeConfig()), base_url=LOCAL) as c:
+        assert c.get("/readyz").json() == {"status": "ready", "queued": 0, "max_queue": 256}
+
+
+def test_prometheus_metrics_count_requests_and_batches(client):
+    client.post("/v1/answer", json={"question": "Who designed it?", "context": CONTEXT})
+    client.post("/v1/answer", json={"question": "", "context": CONTEXT})
+    text = client.get("/metrics").text
+    assert 'spanqa_requests_total{route="/v1/answer",status="200"} 1.0' in text
+    assert 'spanqa_requests_total{route="/v1/answer",status="422"} 1.0' in text
+    assert "spanqa_request_seconds_bucket" in text and "spanqa_queue_questions 0.0" in text
+    assert "spanqa_batch_questions_count 1.0" in text and "spanqa_questions_total 1.0" in text
+
+
+def test_docs_are_served_from_packaged_assets_and_the_model_path_stays_private(client, reader):
+    page = client.get("/docs").text
+    assert "/docs-assets/swagger-ui-bundle.js" in page and "cdn" not in page.lower()
+    assert client.get("/docs-assets/swagger-ui-bundle.js").status_code == 200
+    name = client.get("/v1/model").json()["name"]
+    assert name == reader.name.rstrip("/").split("/")[-1] and "/" not in name
+    with TestClient(create_app(reader, ServeConfig(show_model_path=True)), base_url=LOCAL) as c:
+        assert c.get("/v1/model").json()["name"] == reader.name
 
 
 def test_too_many_questions_per_request(client):

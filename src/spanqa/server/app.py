@@ -13,10 +13,11 @@ import time
 import uuid
 from dataclasses import asdict, dataclass
 from importlib import resources
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field, field_validator, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -44,6 +45,9 @@ class ServeConfig:
     max_passages: int = _f(64, "passages in one /v1/answer request with `contexts` (413 above)")
     max_body_bytes: int = _f(1_000_000, "largest request body (413 above)")
     max_top_k: int = _f(20, "largest top_k accepted")
+    max_queue: int = _f(256, "questions waiting for the model at most; more answer 503 with Retry-After")
+    show_model_path: bool = _f(False, "show the model's filesystem path in /v1/model and the page (default: its "
+                                      "folder name only)")
 
 
 class Question(BaseModel):
@@ -152,15 +156,25 @@ def _replay(messages):
 def create_app(reader, config: ServeConfig = ServeConfig()) -> FastAPI:
     """The app for `reader` (anything with `answer_batch`, `name`, `info`, `allow_null`, `data`, `decode`)."""
     batcher = MicroBatcher(reader.answer_batch, config.max_batch_size, config.max_wait_ms)
+    shown = reader.name if config.show_model_path else Path(str(reader.name)).name or str(reader.name)
+    metrics = ServerMetrics()
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):
         yield
         await batcher.stop()
 
-    app = FastAPI(title="spanqa", description="Extractive question answering", version="1", lifespan=lifespan)
+    app = FastAPI(title="spanqa", description="Extractive question answering", version="1", lifespan=lifespan,
+                  docs_url=None, redoc_url=None)
     app.state.batcher, app.state.reader, app.state.config = batcher, reader, config
     _add_error_handlers(app)
+    _add_offline_docs(app)
+
+    async def submit(pairs: list, top_k: int) -> list:
+        waiting = batcher.waiting()
+        if waiting + len(pairs) > config.max_queue:
+            raise Overloaded(waiting, config.max_queue)
+        return await batcher.submit(pairs, top_k)
 
     @app.post("/v1/answer")
     async def answer(req: AnswerRequest) -> dict:
@@ -168,10 +182,10 @@ def create_app(reader, config: ServeConfig = ServeConfig()) -> FastAPI:
             raise LimitExceeded("max_passages", len(req.contexts), config.max_passages)
         _check([req], req.top_k, config)
         t0 = time.perf_counter()
-        (answers,) = await batcher.submit([(req.question, req.context or req.contexts)], req.top_k)
+        (answers,) = await submit([(req.question, req.context or req.contexts)], req.top_k)
         if not answers:
             raise SpanqaError(NO_TEXT)
-        return {"answers": [asdict(a) for a in answers], "model": reader.name, "time_ms": _ms(t0)}
+        return {"answers": [asdict(a) for a in answers], "model": shown, "time_ms": _ms(t0)}
 
     @app.post("/v1/answer/batch")
     async def answer_batch(req: BatchRequest) -> dict:
@@ -179,22 +193,36 @@ def create_app(reader, config: ServeConfig = ServeConfig()) -> FastAPI:
             raise LimitExceeded("max_questions_per_request", len(req.items), config.max_questions_per_request)
         _check(req.items, req.top_k, config)
         t0 = time.perf_counter()
-        results = await batcher.submit([(q.question, q.context) for q in req.items], req.top_k)
+        results = await submit([(q.question, q.context) for q in req.items], req.top_k)
         return {"results": [{"answers": [asdict(a) for a in r]} if r else
                             {"answers": [], "error": {"type": "invalid_request", "message": NO_TEXT,
                                                       "field": f"items.{i}.context"}}
                             for i, r in enumerate(results)],
-                "model": reader.name, "time_ms": _ms(t0)}
+                "model": shown, "time_ms": _ms(t0)}
 
     @app.get("/healthz")
     async def healthz() -> dict:
-        return {"status": "ok", "model": reader.name}
+        """Liveness: the process answers."""
+        return {"status": "ok", "model": shown}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        """Readiness: 503 while the queue is full, so a load balancer sends work elsewhere."""
+        waiting = batcher.waiting()
+        ready = waiting < config.max_queue
+        return JSONResponse(status_code=200 if ready else 503,
+                            content={"status": "ready" if ready else "saturated", "queued": waiting,
+                                     "max_queue": config.max_queue})
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus() -> Response:
+        return Response(metrics.render(batcher), media_type=metrics.content_type)
 
     @app.get("/v1/model")
     async def model_info() -> dict:
         stats = batcher.stats
         return {
-            "name": reader.name,
+            "name": shown,
             "version_2_with_negative": reader.allow_null,
             "metrics": reader.info.eval,
             "precision": reader.precision,
@@ -209,18 +237,109 @@ def create_app(reader, config: ServeConfig = ServeConfig()) -> FastAPI:
     async def page() -> str:
         return (resources.files("spanqa.server") / "static" / "index.html").read_text()
 
-    return ServedApp(app, config.max_body_bytes)
+    app.state.metrics = metrics
+    return ServedApp(app, config, metrics)
 
 
 class ServedApp:
-    """The FastAPI app behind the body limit; `.fastapi` and `.state` stay reachable for tests."""
+    """The FastAPI app behind the host check, the body limit and the request metrics; `.fastapi` and `.state`
+    stay reachable for tests."""
 
-    def __init__(self, app: FastAPI, max_bytes: int) -> None:
-        self.fastapi, self._asgi = app, BodyLimit(app, max_bytes)
-        self.state = app.state
+    def __init__(self, app: FastAPI, config: ServeConfig, metrics: ServerMetrics) -> None:
+        self.fastapi, self._asgi = app, BodyLimit(app, config.max_body_bytes)
+        self.state, self.metrics = app.state, metrics
+        self.hosts = LOOPBACK_NAMES if config.host in LOOPBACK_NAMES else None
 
     async def __call__(self, scope, receive, send):
-        await self._asgi(scope, receive, send)
+        if scope["type"] != "http":
+            return await self._asgi(scope, receive, send)
+        if self.hosts is not None and _host_of(scope) not in self.hosts:  # DNS rebinding against a local server
+            response = _error(400, "invalid_host", "this server is bound to loopback and answers only requests for "
+                                                   "localhost or 127.0.0.1 (Host header)")
+            return await response(scope, receive, send)
+        t0, status = time.perf_counter(), {"code": 500}
+
+        async def send_and_count(message):
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self._asgi(scope, receive, send_and_count)
+        finally:
+            self.metrics.observe(scope.get("path", ""), status["code"], time.perf_counter() - t0)
+
+
+LOOPBACK_NAMES = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+
+def _host_of(scope) -> str:
+    """The Host header's name, without the port."""
+    host = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1").strip().lower()
+    if host.startswith("["):
+        return host[: host.find("]") + 1]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+class Overloaded(Exception):
+    def __init__(self, waiting: int, maximum: int) -> None:
+        super().__init__(f"the server is busy: {waiting} questions are waiting (the queue holds {maximum}); retry "
+                         "shortly")
+        self.waiting, self.maximum = waiting, maximum
+
+
+class ServerMetrics:
+    """Prometheus metrics (prometheus-client, its own registry): requests by route and status, latency,
+    queue depth, batch sizes, questions answered."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = CollectorRegistry()
+        self.content_type = CONTENT_TYPE_LATEST
+        self.requests = Counter("spanqa_requests", "HTTP requests by route and status", ["route", "status"],
+                                registry=self.registry)
+        self.latency = Histogram("spanqa_request_seconds", "request latency", ["route"], registry=self.registry,
+                                 buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+        self.queue = Gauge("spanqa_queue_questions", "questions waiting for the model", registry=self.registry)
+        self.batch = Histogram("spanqa_batch_questions", "questions per forward pass", registry=self.registry,
+                               buckets=(1, 2, 4, 8, 16, 32, 64, 128))
+        self.questions = Counter("spanqa_questions", "questions answered", registry=self.registry)
+        self._seen = 0
+
+    def observe(self, path: str, status: int, seconds: float) -> None:
+        route = path if path in ROUTES else "other"
+        self.requests.labels(route, str(status)).inc()
+        self.latency.labels(route).observe(seconds)
+
+    def render(self, batcher) -> bytes:
+        from prometheus_client import generate_latest
+
+        self.queue.set(batcher.waiting())
+        for size in batcher.stats.sizes[self._seen :] if self._seen <= len(batcher.stats.sizes) else []:
+            self.batch.observe(size)
+            self.questions.inc(size)
+        self._seen = len(batcher.stats.sizes)
+        return generate_latest(self.registry)
+
+
+ROUTES = {"/v1/answer", "/v1/answer/batch", "/healthz", "/readyz", "/v1/model", "/metrics", "/", "/docs"}
+
+
+def _add_offline_docs(app: FastAPI) -> None:
+    """/docs from the swagger-ui-bundle package's files, not a CDN, so it works offline."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="spanqa API",
+                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-assets/swagger-ui.css",
+                                   swagger_favicon_url="/docs-assets/favicon-32x32.png")
 
 
 def _check(items, top_k: int, config: ServeConfig) -> None:
@@ -273,6 +392,11 @@ def _add_error_handlers(app: FastAPI) -> None:
             message = str(exc.detail)
         return _error(status, ERROR_TYPES.get(status, "http_error"), message,
                       headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Overloaded)
+    async def overloaded(_request: Request, exc: Overloaded) -> JSONResponse:
+        return _error(503, "overloaded", str(exc), headers={"Retry-After": "1"}, limit="max_queue",
+                      maximum=exc.maximum)
 
     @app.exception_handler(LimitExceeded)
     async def too_big(_request: Request, exc: LimitExceeded) -> JSONResponse:

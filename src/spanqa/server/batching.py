@@ -51,6 +51,10 @@ class MicroBatcher:
                 pass
             self._worker = None
 
+    def waiting(self) -> int:
+        """Questions queued and not yet taken into a batch."""
+        return sum(_passages(job) for job in self.queue._queue)  # noqa: SLF001 - asyncio.Queue keeps a deque
+
     async def submit(self, pairs: list[tuple[str, str]], top_k: int) -> list:
         """Answers for `pairs` (input order), computed in a batch with whatever else is waiting."""
         self.start()
