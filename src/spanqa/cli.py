@@ -301,7 +301,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     reader = _load_reader(args)
     print(f"spanqa: serving {args.model} on http://{config.host}:{config.port} (docs at /docs)", file=sys.stderr)
     uvicorn.run(create_app(reader, config), host=config.host, port=config.port, log_level="warning",
-                server_header=False)
+                server_header=False, limit_concurrency=config.limit_concurrency,
+                timeout_keep_alive=config.timeout_keep_alive,
+                timeout_graceful_shutdown=config.timeout_graceful_shutdown)
     return 0
 
 

@@ -179,6 +179,21 @@ def check_encodable(examples: list[Example]) -> None:
                     "encoded as UTF-8; send whole characters.")
 
 
+def count_windows(pairs: list[tuple[str, str]], tokenizer, config: DataConfig) -> list[int]:
+    """Windows each (question, context) pair makes under `config`, from one tokenization pass (no windows
+    built): what answering it costs, for admission and scheduling."""
+    check_encodable([Example(str(i), q, c) for i, (q, c) in enumerate(pairs)])
+    template = PairTemplate.from_tokenizer(tokenizer)
+    backend = plain_backend(tokenizer)
+    contexts = backend.encode_batch([c for _, c in pairs], add_special_tokens=False)
+    questions = backend.encode_batch([q.strip() for q, _ in pairs], add_special_tokens=False)
+    out = []
+    for q, c in zip(questions, contexts):
+        room = config.max_seq_length - min(len(q.ids), config.max_query_length) - template.num_special
+        out.append(len(window_starts(len(c.ids), max(room, 1), min(config.doc_stride, max(room - 1, 0)))))
+    return out
+
+
 def build_features(examples: list[Example], tokenizer, config: DataConfig) -> Features:
     """Cut every example into windows of at most `config.max_seq_length` tokens.
 

@@ -26,7 +26,7 @@ from spanqa.config import DataConfig, DecodeConfig, _f
 from spanqa.data import Example
 from spanqa.decode import Prediction
 from spanqa.errors import SpanqaError
-from spanqa.features import Features, build_features
+from spanqa.features import Features, build_features, count_windows
 from spanqa.inference import model_device, predict_windows
 from spanqa.models.hub import load_tokenizer, resolve_model_path
 from spanqa.models.reader_model import load_qa_model
@@ -210,6 +210,12 @@ class Reader:
             out.append(self.to_answers(chunk[0], top_k) if isinstance(context, str)
                        else self.passage_answers(chunk, top_k, overlap_threshold))
         return out
+
+    def count_windows(self, pairs: list[tuple[str, str | Sequence[str]]]) -> list[int]:
+        """Windows each (question, context or passages) pair costs at this reader's settings."""
+        flat = [(q, c) for q, context in pairs for c in ([context] if isinstance(context, str) else context)]
+        counts = iter(count_windows(flat, self.tokenizer, self.data))
+        return [sum(next(counts) for _ in ([c] if isinstance(c, str) else c)) for _, c in pairs]
 
     def passage_answers(self, preds: list[Prediction], top_k: int,
                         overlap_threshold: float | None = 0.01) -> list[ReaderAnswer]:

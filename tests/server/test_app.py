@@ -1,8 +1,11 @@
 """The HTTP API in-process: answers, limits, bad input, micro-batching."""
 
 import asyncio
+import time
 
+import numpy as np
 import pytest
+from conftest import V1
 from fastapi.testclient import TestClient
 
 from spanqa.reader import Reader
@@ -190,6 +193,59 @@ def test_docs_are_served_from_packaged_assets_and_the_model_path_stays_private(c
         assert c.get("/v1/model").json()["name"] == reader.name
 
 
+def test_window_counts_are_what_the_windows_are(reader):
+    from spanqa.data import load_examples
+    from spanqa.features import build_features
+
+    examples = load_examples(V1).examples[:40]
+    features = build_features(examples, reader.tokenizer, reader.data)
+    built = np.bincount(features.example_index, minlength=len(examples)).tolist()
+    assert reader.count_windows([(e.question, e.context) for e in examples]) == built
+    assert reader.count_windows([("q?", [examples[0].context, examples[1].context])]) == [built[0] + built[1]]
+
+
+def test_the_work_budget_is_counted_in_windows(reader):
+    with TestClient(create_app(reader, ServeConfig(max_windows_per_request=2)), base_url=LOCAL) as c:
+        assert c.post("/v1/answer", json={"question": "Who?", "context": CONTEXT}).status_code == 200
+        r = c.post("/v1/answer", json={"question": "Who?", "context": CONTEXT * 40})
+        assert r.status_code == 413 and r.json()["error"]["limit"] == "max_windows_per_request"
+
+
+def test_a_request_that_waits_too_long_answers_504(reader):
+    class Slow:
+        name, info, allow_null, data, decode, precision = reader.name, reader.info, False, reader.data, reader.decode, "fp32"
+
+        def answer_batch(self, pairs, top_k):
+            time.sleep(0.5)
+            return [[] for _ in pairs]
+
+    with TestClient(create_app(Slow(), ServeConfig(request_timeout=0.1)), base_url=LOCAL) as c:
+        r = c.post("/v1/answer", json={"question": "Who?", "context": CONTEXT})
+    assert r.status_code == 504 and r.json()["error"]["type"] == "timeout"
+
+
+def test_a_body_that_never_arrives_answers_408():
+    from spanqa.server.app import BodyLimit
+
+    sent = []
+
+    async def scenario():
+        async def app(scope, receive, send):  # never reached
+            raise AssertionError
+
+        async def receive():
+            await asyncio.sleep(10)
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {"type": "http", "headers": [], "method": "POST", "path": "/v1/answer"}
+        await BodyLimit(app, 1000, timeout=0.05)(scope, receive, send)
+
+    asyncio.run(scenario())
+    assert sent[0]["status"] == 408 and b'"body_timeout"' in sent[1]["body"]
+
+
 def test_too_many_questions_per_request(client):
     items = [{"question": "q?", "context": "abc"}] * 4
     r = client.post("/v1/answer/batch", json={"items": items})
@@ -215,21 +271,50 @@ def test_micro_batcher_groups_concurrent_requests_and_keeps_order():
     assert sum(calls) == 12 and len(calls) < 12 and max(calls) <= 8
 
 
-def test_a_failing_batch_fails_its_requests_not_the_worker():
-    state = {"n": 0}
-
-    def flaky(pairs, top_k):
-        state["n"] += 1
-        if state["n"] == 1:
+def test_a_failing_question_fails_its_own_request_only():
+    def answer_batch(pairs, top_k):
+        if any(q == "bad" for q, _ in pairs):
             raise RuntimeError("boom")
-        return [["ok"] for _ in pairs]
+        return [[f"{q}|{c}"] for q, c in pairs]
 
     async def scenario():
-        batcher = MicroBatcher(flaky, max_batch_size=4, max_wait_ms=1)
-        with pytest.raises(RuntimeError):
-            await batcher.submit([("q", "c")], 1)
-        again = await batcher.submit([("q", "c")], 1)
+        batcher = MicroBatcher(answer_batch, max_batch_size=8, max_wait_ms=20)
+        results = await asyncio.gather(batcher.submit([("good", "c")], 1), batcher.submit([("bad", "c")], 1),
+                                       return_exceptions=True)
+        later = await batcher.submit([("again", "c")], 1)  # the worker lives on
         await batcher.stop()
-        return again
+        return results, later
 
-    assert asyncio.run(scenario()) == [["ok"]]
+    (good, bad), later = asyncio.run(scenario())
+    assert good == [["good|c"]] and isinstance(bad, RuntimeError) and later == [["again|c"]]
+
+
+def test_a_large_request_cannot_starve_small_ones():
+    """Round-robin by windows: a 6-question x 20-window request and a 1-question request sent just after it."""
+    order = []
+
+    def answer_batch(pairs, top_k):
+        time.sleep(0.01 * len(pairs))
+        order.extend(q for q, _ in pairs)
+        return [[q] for q, _ in pairs]
+
+    async def scenario():
+        batcher = MicroBatcher(answer_batch, max_batch_size=32, max_wait_ms=5, max_batch_windows=32)
+        done = []
+
+        async def big():
+            await batcher.submit([(f"big{i}", "c") for i in range(6)], 1, costs=[20] * 6)
+            done.append("big")
+
+        async def small():
+            await asyncio.sleep(0.001)
+            await batcher.submit([("small", "c")], 1, costs=[2])
+            done.append("small")
+
+        await asyncio.gather(big(), small())
+        await batcher.stop()
+        return done
+
+    done = asyncio.run(scenario())
+    assert done == ["small", "big"]
+    assert order.index("small") <= 1  # in the first or second batch, not after the big request's six

@@ -6,6 +6,7 @@ GET /docs (OpenAPI). Every error is JSON: {"error": {"type", "message", ...}}; l
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -46,6 +47,16 @@ class ServeConfig:
     max_body_bytes: int = _f(1_000_000, "largest request body (413 above)")
     max_top_k: int = _f(20, "largest top_k accepted")
     max_queue: int = _f(256, "questions waiting for the model at most; more answer 503 with Retry-After")
+    max_windows_per_request: int = _f(512, "model windows one request may cost (a window is max_seq_length tokens; "
+                                           "413 above): the work budget, which characters only approximate")
+    max_batch_windows: int = _f(64, "windows per forward pass; large requests are split across passes, shared "
+                                    "round-robin with the others")
+    request_timeout: float = _f(60.0, "seconds a request may wait for its answers (504 after)")
+    body_timeout: float = _f(10.0, "seconds a client may take to send its body (408 after)")
+    limit_concurrency: int = _f(64, "connections served at once; more answer 503 (uvicorn)")
+    timeout_keep_alive: int = _f(5, "seconds an idle keep-alive connection stays open (uvicorn)")
+    timeout_graceful_shutdown: int = _f(30, "on SIGTERM: refuse new work, finish in-flight requests for up to this "
+                                            "many seconds, then exit (uvicorn)")
     show_model_path: bool = _f(False, "show the model's filesystem path in /v1/model and the page (default: its "
                                       "folder name only)")
 
@@ -116,8 +127,8 @@ def _error(status: int, kind: str, message: str, headers: dict | None = None, **
 class BodyLimit:
     """ASGI middleware: a request body over `max_bytes` gets 413 before the app reads it."""
 
-    def __init__(self, app, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app, max_bytes: int, timeout: float = 10.0) -> None:
+        self.app, self.max_bytes, self.timeout = app, max_bytes, timeout
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -126,8 +137,14 @@ class BodyLimit:
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             return await self._reject(scope, receive, send, int(declared))
         chunks, size, more = [], 0, True
+        deadline = time.monotonic() + self.timeout
         while more:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - time.monotonic(), 0.001))
+            except asyncio.TimeoutError:
+                response = _error(408, "timeout", f"the request body did not arrive within {self.timeout:g} s",
+                                  limit="body_timeout", maximum=self.timeout)
+                return await response(scope, receive, send)
             if message["type"] != "http.request":
                 return await self.app(scope, _replay([message]), send)
             chunks.append(message.get("body", b""))
@@ -155,7 +172,8 @@ def _replay(messages):
 
 def create_app(reader, config: ServeConfig = ServeConfig()) -> FastAPI:
     """The app for `reader` (anything with `answer_batch`, `name`, `info`, `allow_null`, `data`, `decode`)."""
-    batcher = MicroBatcher(reader.answer_batch, config.max_batch_size, config.max_wait_ms)
+    batcher = MicroBatcher(reader.answer_batch, config.max_batch_size, config.max_wait_ms, config.max_batch_windows)
+    count = getattr(reader, "count_windows", None)
     shown = reader.name if config.show_model_path else Path(str(reader.name)).name or str(reader.name)
     metrics = ServerMetrics()
 
@@ -174,7 +192,13 @@ def create_app(reader, config: ServeConfig = ServeConfig()) -> FastAPI:
         waiting = batcher.waiting()
         if waiting + len(pairs) > config.max_queue:
             raise Overloaded(waiting, config.max_queue)
-        return await batcher.submit(pairs, top_k)
+        costs = await asyncio.to_thread(count, pairs) if count else None
+        if costs is not None and sum(costs) > config.max_windows_per_request:
+            raise LimitExceeded("max_windows_per_request", sum(costs), config.max_windows_per_request)
+        try:
+            return await asyncio.wait_for(batcher.submit(pairs, top_k, costs), config.request_timeout)
+        except asyncio.TimeoutError:
+            raise RequestTimeout(config.request_timeout) from None
 
     @app.post("/v1/answer")
     async def answer(req: AnswerRequest) -> dict:
@@ -246,7 +270,7 @@ class ServedApp:
     stay reachable for tests."""
 
     def __init__(self, app: FastAPI, config: ServeConfig, metrics: ServerMetrics) -> None:
-        self.fastapi, self._asgi = app, BodyLimit(app, config.max_body_bytes)
+        self.fastapi, self._asgi = app, BodyLimit(app, config.max_body_bytes, config.body_timeout)
         self.state, self.metrics = app.state, metrics
         self.hosts = LOOPBACK_NAMES if config.host in LOOPBACK_NAMES else None
 
@@ -279,6 +303,13 @@ def _host_of(scope) -> str:
     if host.startswith("["):
         return host[: host.find("]") + 1]
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+class RequestTimeout(Exception):
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"no answer within the request timeout of {seconds:g} s; the server is busy, retry or send "
+                         "less at once")
+        self.seconds = seconds
 
 
 class Overloaded(Exception):
@@ -392,6 +423,10 @@ def _add_error_handlers(app: FastAPI) -> None:
             message = str(exc.detail)
         return _error(status, ERROR_TYPES.get(status, "http_error"), message,
                       headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestTimeout)
+    async def timed_out(_request: Request, exc: RequestTimeout) -> JSONResponse:
+        return _error(504, "timeout", str(exc), limit="request_timeout", maximum=exc.seconds)
 
     @app.exception_handler(Overloaded)
     async def overloaded(_request: Request, exc: Overloaded) -> JSONResponse:

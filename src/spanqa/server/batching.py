@@ -1,8 +1,18 @@
-"""Micro-batching: concurrent requests share one forward pass.
+"""Micro-batching with fair scheduling: concurrent requests share forward passes, and a large request cannot
+starve small ones.
 
-Requests wait in a queue; a worker takes up to `max_batch_size` questions, or whatever arrived within
-`max_wait_ms` of the first, runs them through `Reader.answer_batch` in a thread (so the event loop keeps
-accepting requests), and hands each request its answers.
+Requests wait in a queue. The worker takes whatever arrived within `max_wait_ms` of the first, then builds a
+batch round-robin over the waiting requests, one question at a time, until the batch holds `max_batch_size`
+questions or `max_batch_windows` windows (what a forward pass costs): a request of 48 long passages is
+answered over many batches, each shared with the small requests that arrived meanwhile, instead of holding
+the model for a minute. The batch runs through `Reader.answer_batch` in a thread (the event loop keeps
+accepting requests); each request gets its answers when all of its questions are done.
+
+Worked example, max_batch_windows 32: a request of 3 questions x 20 windows and one of 1 question x 2
+windows -> batch 1 takes big[0] (20) and small[0] (2) (round-robin; big[1] would pass 32); batch 2 big[1];
+batch 3 big[2]. The small request is answered after the first batch, not the fourth.
+
+A batch that fails is retried question by question, so a bad question fails its own request only.
 """
 
 from __future__ import annotations
@@ -14,14 +24,22 @@ from dataclasses import dataclass, field
 
 @dataclass
 class _Job:
-    pairs: list[tuple[str, str]]
+    pairs: list
     top_k: int
     future: asyncio.Future
+    costs: list[int]
+    answers: list = field(default_factory=list)
+    next: int = 0  # the next question to schedule
+    pending: int = 0  # questions scheduled or waiting, not yet answered
+
+    def __post_init__(self) -> None:
+        self.answers = [None] * len(self.pairs)
+        self.pending = len(self.pairs)
 
 
 @dataclass
 class BatchStats:
-    """What the batcher did: forward passes and questions, for /v1/model and the load test."""
+    """What the batcher did: forward passes and questions, for /v1/model, /metrics and the load test."""
 
     batches: int = 0
     questions: int = 0
@@ -30,11 +48,19 @@ class BatchStats:
 
 
 class MicroBatcher:
-    """Groups questions from concurrent requests into `Reader.answer_batch` calls."""
+    """Groups questions from concurrent requests into fair `Reader.answer_batch` calls (see the module doc)."""
 
-    def __init__(self, answer_batch, max_batch_size: int = 32, max_wait_ms: float = 5.0) -> None:
+    def __init__(self, answer_batch, max_batch_size: int = 32, max_wait_ms: float = 5.0,
+                 max_batch_windows: int = 64, cost=None) -> None:
+        """
+        Args:
+            cost: cost(pairs) -> windows of each pair (default: one per passage).
+        """
         self.answer_batch, self.max_batch_size, self.max_wait = answer_batch, max_batch_size, max_wait_ms / 1000
-        self.queue: asyncio.Queue[_Job] = asyncio.Queue()
+        self.max_batch_windows = max_batch_windows
+        self.cost = cost or (lambda pairs: [1 if isinstance(c, str) else len(c) for _, c in pairs])
+        self.active: list[_Job] = []
+        self.arrived = asyncio.Event()
         self.stats = BatchStats()
         self._worker: asyncio.Task | None = None
 
@@ -52,55 +78,77 @@ class MicroBatcher:
             self._worker = None
 
     def waiting(self) -> int:
-        """Questions queued and not yet taken into a batch."""
-        return sum(_passages(job) for job in self.queue._queue)  # noqa: SLF001 - asyncio.Queue keeps a deque
+        """Questions accepted and not yet taken into a batch."""
+        return sum(len(job.pairs) - job.next for job in self.active)
 
-    async def submit(self, pairs: list[tuple[str, str]], top_k: int) -> list:
-        """Answers for `pairs` (input order), computed in a batch with whatever else is waiting."""
+    async def submit(self, pairs: list, top_k: int, costs: list[int] | None = None) -> list:
+        """Answers for `pairs` (input order), computed in batches shared with whatever else is waiting."""
         self.start()
-        job = _Job(pairs, top_k, asyncio.get_running_loop().create_future())
-        await self.queue.put(job)
-        return await job.future
+        costs = costs if costs is not None else self.cost(pairs)
+        job = _Job(list(pairs), top_k, asyncio.get_running_loop().create_future(), list(costs))
+        self.active.append(job)
+        self.arrived.set()
+        try:
+            return await job.future
+        finally:
+            if job in self.active:  # cancelled or timed out: its unscheduled questions are dropped
+                self.active.remove(job)
 
     async def _run(self) -> None:
         while True:
-            jobs = await self._collect()
-            await self._process(jobs)
+            while not any(job.next < len(job.pairs) for job in self.active):
+                self.arrived.clear()
+                await self.arrived.wait()
+            await asyncio.sleep(self.max_wait)  # let concurrent requests join this batch
+            await self._process(self._take())
 
-    async def _collect(self) -> list[_Job]:
-        jobs = [await self.queue.get()]
-        size = _passages(jobs[0])
-        deadline = time.monotonic() + self.max_wait
-        while size < self.max_batch_size:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+    def _take(self) -> list[tuple[_Job, int]]:
+        """One batch, round-robin over the waiting requests (at least one question)."""
+        picked, windows = [], 0
+        jobs = [job for job in self.active if job.next < len(job.pairs)]
+        while jobs and len(picked) < self.max_batch_size:
+            progressed = False
+            for job in list(jobs):
+                cost = job.costs[job.next]
+                if picked and windows + cost > self.max_batch_windows:
+                    jobs.remove(job)
+                    continue
+                picked.append((job, job.next))
+                job.next += 1
+                windows += cost
+                progressed = True
+                if job.next == len(job.pairs):
+                    jobs.remove(job)
+                if len(picked) >= self.max_batch_size:
+                    break
+            if not progressed:
                 break
-            try:
-                job = await asyncio.wait_for(self.queue.get(), remaining)
-            except asyncio.TimeoutError:
-                break
-            jobs.append(job)
-            size += _passages(job)
-        return jobs
+        return picked
 
-    async def _process(self, jobs: list[_Job]) -> None:
-        pairs = [p for job in jobs for p in job.pairs]
-        top_k = max(job.top_k for job in jobs)
+    async def _process(self, picked: list[tuple[_Job, int]]) -> None:
+        pairs = [job.pairs[i] for job, i in picked]
+        top_k = max(job.top_k for job, _ in picked)
         t0 = time.perf_counter()
         try:
             answers = await asyncio.to_thread(self.answer_batch, pairs, top_k)
-        except Exception as exc:  # one bad batch must not kill the worker; every waiter gets the error
-            for job in jobs:
-                if not job.future.done():
-                    job.future.set_exception(exc)
-            return
+        except Exception:  # find the bad question: one by one, so it fails its own request only
+            answers = []
+            for pair in pairs:
+                try:
+                    answers.append((await asyncio.to_thread(self.answer_batch, [pair], top_k))[0])
+                except Exception as exc:
+                    answers.append(exc)
         self._record(len(pairs), time.perf_counter() - t0)
-        i = 0
-        for job in jobs:
-            part = [a[: job.top_k] for a in answers[i : i + len(job.pairs)]]
-            i += len(job.pairs)
-            if not job.future.done():
-                job.future.set_result(part)
+        for (job, i), answer in zip(picked, answers):
+            if job.future.done():
+                continue
+            if isinstance(answer, Exception):
+                job.future.set_exception(answer)
+                continue
+            job.answers[i] = answer[: job.top_k]
+            job.pending -= 1
+            if job.pending == 0:
+                job.future.set_result(job.answers)
 
     def _record(self, n: int, seconds: float) -> None:
         s = self.stats
@@ -108,8 +156,3 @@ class MicroBatcher:
         s.questions += n
         s.busy_seconds += seconds
         s.sizes = (s.sizes + [n])[-1000:]
-
-
-def _passages(job: _Job) -> int:
-    """Passages a job brings to the forward pass (a question with `contexts` brings all of them)."""
-    return sum(1 if isinstance(c, str) else len(c) for _, c in job.pairs)
