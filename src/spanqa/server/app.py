@@ -51,6 +51,8 @@ class ServeConfig:
                                            "413 above): the work budget, which characters only approximate")
     max_batch_windows: int = _f(64, "windows per forward pass; large requests are split across passes, shared "
                                     "round-robin with the others")
+    fair_scheduling: bool = _f(True, "share forward passes round-robin between requests (false: whole requests, "
+                                     "first come first served)")
     request_timeout: float = _f(60.0, "seconds a request may wait for its answers (504 after)")
     body_timeout: float = _f(10.0, "seconds a client may take to send its body (408 after)")
     limit_concurrency: int = _f(64, "connections served at once; more answer 503 (uvicorn)")
@@ -172,7 +174,8 @@ def _replay(messages):
 
 def create_app(reader, config: ServeConfig = ServeConfig()) -> FastAPI:
     """The app for `reader` (anything with `answer_batch`, `name`, `info`, `allow_null`, `data`, `decode`)."""
-    batcher = MicroBatcher(reader.answer_batch, config.max_batch_size, config.max_wait_ms, config.max_batch_windows)
+    batcher = MicroBatcher(reader.answer_batch, config.max_batch_size, config.max_wait_ms, config.max_batch_windows,
+                           fair=config.fair_scheduling)
     count = getattr(reader, "count_windows", None)
     shown = reader.name if config.show_model_path else Path(str(reader.name)).name or str(reader.name)
     metrics = ServerMetrics()

@@ -51,13 +51,15 @@ class MicroBatcher:
     """Groups questions from concurrent requests into fair `Reader.answer_batch` calls (see the module doc)."""
 
     def __init__(self, answer_batch, max_batch_size: int = 32, max_wait_ms: float = 5.0,
-                 max_batch_windows: int = 64, cost=None) -> None:
+                 max_batch_windows: int = 64, cost=None, fair: bool = True) -> None:
         """
         Args:
             cost: cost(pairs) -> windows of each pair (default: one per passage).
+            fair: round-robin over requests; False takes requests whole, first come first served (the
+                behaviour the load benchmark compares against).
         """
         self.answer_batch, self.max_batch_size, self.max_wait = answer_batch, max_batch_size, max_wait_ms / 1000
-        self.max_batch_windows = max_batch_windows
+        self.max_batch_windows, self.fair = max_batch_windows, fair
         self.cost = cost or (lambda pairs: [1 if isinstance(c, str) else len(c) for _, c in pairs])
         self.active: list[_Job] = []
         self.arrived = asyncio.Event()
@@ -104,6 +106,8 @@ class MicroBatcher:
 
     def _take(self) -> list[tuple[_Job, int]]:
         """One batch, round-robin over the waiting requests (at least one question)."""
+        if not self.fair:
+            return self._take_whole()
         picked, windows = [], 0
         jobs = [job for job in self.active if job.next < len(job.pairs)]
         while jobs and len(picked) < self.max_batch_size:
@@ -123,6 +127,16 @@ class MicroBatcher:
                     break
             if not progressed:
                 break
+        return picked
+
+    def _take_whole(self) -> list[tuple[_Job, int]]:
+        """First come first served: whole requests, while they fit (the first always does)."""
+        picked = []
+        for job in [j for j in self.active if j.next < len(j.pairs)]:
+            if picked and len(picked) + len(job.pairs) - job.next > self.max_batch_size:
+                break
+            picked += [(job, i) for i in range(job.next, len(job.pairs))]
+            job.next = len(job.pairs)
         return picked
 
     async def _process(self, picked: list[tuple[_Job, int]]) -> None:
