@@ -293,6 +293,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import signal
+
     import uvicorn
 
     from spanqa.server.app import ServeConfig, create_app
@@ -300,6 +302,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = from_args(ServeConfig, args)
     reader = _load_reader(args)
     print(f"spanqa: serving {args.model} on http://{config.host}:{config.port} (docs at /docs)", file=sys.stderr)
+    # uvicorn drains in-flight requests on SIGTERM, then raises the signal again for the previous handler:
+    # with this one, that ends the process with status 0 (a finished shutdown) instead of "killed by SIGTERM".
+    signal.signal(signal.SIGTERM, lambda *_: None)
     uvicorn.run(create_app(reader, config), host=config.host, port=config.port, log_level="warning",
                 server_header=False, limit_concurrency=config.limit_concurrency,
                 timeout_keep_alive=config.timeout_keep_alive,

@@ -10,7 +10,8 @@ accepting requests); each request gets its answers when all of its questions are
 
 Worked example, max_batch_windows 32: a request of 3 questions x 20 windows and one of 1 question x 2
 windows -> batch 1 takes big[0] (20) and small[0] (2) (round-robin; big[1] would pass 32); batch 2 big[1];
-batch 3 big[2]. The small request is answered after the first batch, not the fourth.
+batch 3 big[2]. The small request is answered after the first batch, not the fourth. After each batch the
+requests it served move behind the ones it did not, so a request skipped for lack of room goes first next.
 
 A batch that fails is retried question by question, so a bad question fails its own request only.
 """
@@ -127,6 +128,8 @@ class MicroBatcher:
                     break
             if not progressed:
                 break
+        served = {id(job) for job, _ in picked}  # rotate: whoever was served goes behind whoever waited
+        self.active.sort(key=lambda job: id(job) in served)
         return picked
 
     def _take_whole(self) -> list[tuple[_Job, int]]:
