@@ -1,6 +1,7 @@
 """`spanqa slurm`: the generated scripts as text and as bash, and a real one-node Slurm that pre-empts a
 training job mid-run, requeues it and sees it finish with the weights of an uninterrupted run."""
 
+import os
 import subprocess
 import sys
 import time
@@ -88,8 +89,9 @@ def _weights(path):
 def test_a_pre_empted_job_is_requeued_resumes_and_ends_with_the_uninterrupted_weights(slurm, tiny_model, tmp_path):
     common = ["--max-steps", "400", "--save-steps", "50", "--learning-rate", "1e-3", "--precision", "fp32",
               "--per-device-train-batch-size", "8", "--logging-steps", "5"]
-    straight = tmp_path / "straight"
-    assert main(train_args(tiny_model, straight, *common)) == 0
+    straight = tmp_path / "straight"  # one thread, as the job runs (--cpus-per-task 1): same float sums
+    subprocess.run([sys.executable, "-m", "spanqa.cli", *train_args(tiny_model, straight, *common)], check=True,
+                   capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     out = tmp_path / "job"
     job_script = tmp_path / "job.sbatch"
     assert main(["slurm", "--cpus-per-task", "1", "--time", "00:20:00", "--signal-seconds", "60",

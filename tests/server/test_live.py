@@ -39,11 +39,11 @@ def start(model, *flags) -> tuple[subprocess.Popen, str]:
 
 @pytest.mark.slow
 def test_small_requests_overtake_a_large_one_and_sigterm_drains_in_flight_work(tiny_model):
-    proc, url = start(tiny_model, "--max-batch-windows", "8", "--max-windows-per-request", "4000",
+    proc, url = start(tiny_model, "--max-batch-windows", "4", "--max-windows-per-request", "4000",
                       "--max-body-bytes", "3000000", "--max-context-chars", "100000",
                       "--timeout-graceful-shutdown", "20")
     try:
-        big = {"items": [{"question": f"When was it built {i}?", "context": CONTEXT * 400} for i in range(8)]}
+        big = {"items": [{"question": f"When was it built {i}?", "context": CONTEXT * 400} for i in range(48)]}
         done = {}
 
         def send_big():
@@ -53,7 +53,9 @@ def test_small_requests_overtake_a_large_one_and_sigterm_drains_in_flight_work(t
 
         thread = threading.Thread(target=send_big)
         thread.start()
-        time.sleep(0.5)  # the big request is being answered
+        deadline = time.time() + 30
+        while httpx.get(f"{url}/readyz", timeout=5).json()["queued"] == 0 and time.time() < deadline:
+            time.sleep(0.02)  # until the big request is queued and being answered, pass by pass
         t0 = time.perf_counter()
         small = httpx.post(f"{url}/v1/answer", json={"question": "Who designed it?", "context": CONTEXT}, timeout=120)
         small_seconds = time.perf_counter() - t0
