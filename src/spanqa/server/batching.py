@@ -1,17 +1,19 @@
 """Micro-batching with fair scheduling: concurrent requests share forward passes, and a large request cannot
 starve small ones.
 
-Requests wait in a queue. The worker takes whatever arrived within `max_wait_ms` of the first, then builds a
-batch round-robin over the waiting requests, one question at a time, until the batch holds `max_batch_size`
-questions or `max_batch_windows` windows (what a forward pass costs): a request of 48 long passages is
-answered over many batches, each shared with the small requests that arrived meanwhile, instead of holding
-the model for a minute. The batch runs through `Reader.answer_batch` in a thread (the event loop keeps
-accepting requests); each request gets its answers when all of its questions are done.
+Requests wait in a queue. The worker takes whatever arrived within `max_wait_ms` of the first, then builds
+a pass of at most `max_batch_size` questions and `max_batch_windows` windows (what a forward pass costs) by
+deficit round-robin: every waiting request earns an equal share of the pass's windows as credit, and sends
+its next questions while its credit covers them. A request of 48 long passages is therefore answered over
+many passes, each shared with the small requests that arrived meanwhile, instead of holding the model for a
+minute; a question larger than any credit it could earn goes alone once it is the closest to its cost. The
+pass runs `Reader.answer_batch` in a thread (the event loop keeps accepting requests); each request gets its
+answers when all of its questions are done.
 
-Worked example, max_batch_windows 32: a request of 3 questions x 20 windows and one of 1 question x 2
-windows -> batch 1 takes big[0] (20) and small[0] (2) (round-robin; big[1] would pass 32); batch 2 big[1];
-batch 3 big[2]. The small request is answered after the first batch, not the fourth. After each batch the
-requests it served move behind the ones it did not, so a request skipped for lack of room goes first next.
+Worked example, max_batch_windows 32, a request of 3 questions x 20 windows and 30 one-window requests:
+each earns 32 // 31 = 1 window per pass, so every pass answers the 30 small ones and the large request
+banks credit, sending a 20-window question once it has earned it (or alone, when it is the closest); the
+small requests wait one pass, not three 20-window ones.
 
 A batch that fails is retried question by question, so a bad question fails its own request only.
 """
@@ -31,6 +33,7 @@ class _Job:
     costs: list[int]
     answers: list = field(default_factory=list)
     next: int = 0  # the next question to schedule
+    credit: int = 0  # windows this request may still send (deficit round-robin)
     pending: int = 0  # questions scheduled or waiting, not yet answered
 
     def __post_init__(self) -> None:
@@ -106,28 +109,29 @@ class MicroBatcher:
             await self._process(self._take())
 
     def _take(self) -> list[tuple[_Job, int]]:
-        """One batch, round-robin over the waiting requests (at least one question)."""
+        """One pass: deficit round-robin by windows over the waiting requests (never empty)."""
         if not self.fair:
             return self._take_whole()
-        picked, windows = [], 0
         jobs = [job for job in self.active if job.next < len(job.pairs)]
-        while jobs and len(picked) < self.max_batch_size:
+        share = max(1, self.max_batch_windows // len(jobs))
+        for job in jobs:
+            job.credit = min(job.credit + share, max(self.max_batch_windows, job.costs[job.next]))
+        picked, windows, progressed = [], 0, True
+        while progressed and len(picked) < self.max_batch_size:
             progressed = False
-            for job in list(jobs):
+            for job in jobs:
+                if job.next == len(job.pairs) or len(picked) == self.max_batch_size:
+                    continue
                 cost = job.costs[job.next]
-                if picked and windows + cost > self.max_batch_windows:
-                    jobs.remove(job)
+                if cost > job.credit or windows + cost > self.max_batch_windows:
                     continue
                 picked.append((job, job.next))
-                job.next += 1
-                windows += cost
-                progressed = True
-                if job.next == len(job.pairs):
-                    jobs.remove(job)
-                if len(picked) >= self.max_batch_size:
-                    break
-            if not progressed:
-                break
+                job.next, job.credit, windows, progressed = job.next + 1, job.credit - cost, windows + cost, True
+        if not picked:  # no credit covers a question yet, or it is larger than a pass: the closest one goes
+            job = min(jobs, key=lambda j: j.costs[j.next] - j.credit)
+            picked.append((job, job.next))
+            job.credit -= job.costs[job.next]
+            job.next += 1
         served = {id(job) for job, _ in picked}  # rotate: whoever was served goes behind whoever waited
         self.active.sort(key=lambda job: id(job) in served)
         return picked
