@@ -126,6 +126,13 @@ def test_unknown_routes_and_methods_answer_in_the_error_contract(client):
             assert r.json()["error"]["type"] in ("not_found", "method_not_allowed") and "detail" not in r.json()
 
 
+@pytest.mark.parametrize("top_k", ['"3"', "2.0", "true"])
+def test_top_k_must_be_a_json_integer(client, top_k):
+    body = '{"question": "q?", "context": "abc", "top_k": ' + top_k + "}"
+    r = client.post("/v1/answer", content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "top_k"
+
+
 def test_a_bad_field_is_named_by_its_json_path(client):
     r = client.post("/v1/answer/batch", json={"items": [{"question": "q?", "context": "c"}, {"question": 5, "context": "c"}]})
     assert r.status_code == 422 and r.json()["error"]["field"] == "items.1.question"

@@ -83,7 +83,7 @@ class AnswerRequest(BaseModel):
     context: str | None = Field(None, min_length=1, description="the passage to answer from")
     contexts: list[str] | None = Field(None, min_length=1, description="several passages (e.g. a retriever's "
                                        "hits): answers ranked across them, each with its `passage` index")
-    top_k: int = Field(1, ge=1, description="answers to return, best first")
+    top_k: int = Field(1, ge=1, strict=True, description="answers to return, best first (a JSON integer)")
 
     @field_validator("question", "context")
     @classmethod
@@ -112,7 +112,7 @@ class AnswerRequest(BaseModel):
 
 class BatchRequest(BaseModel):
     items: list[Question] = Field(min_length=1, description="questions with their contexts")
-    top_k: int = Field(1, ge=1)
+    top_k: int = Field(1, ge=1, strict=True)
 
 
 class LimitExceeded(Exception):
