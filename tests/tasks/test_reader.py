@@ -62,3 +62,28 @@ def test_several_eval_sources_are_scored_each_and_macro_averaged(tiny_model, tmp
     results = json.loads((out / "eval_results.json").read_text())
     parts = [results["eval_squad-v1.1-dev-fixture_f1"], results["eval_mrqa-drop-fixture_f1"]]
     assert results["eval_f1"] == pytest.approx(sum(parts) / 2)
+
+
+def test_the_model_card_carries_metadata_the_hub_reads_with_the_runs_real_figures(tiny_model, tmp_path):
+    from huggingface_hub import ModelCard
+
+    out = tmp_path / "card"
+    assert main(train_args(tiny_model, out, "--max-steps", "3", "--eval-data", V1, "--max-eval-samples", "30",
+                           "--precision", "fp32")) == 0
+    card = ModelCard.load(out / "README.md")
+    results = json.loads((out / "all_results.json").read_text())
+    assert "spanqa" in card.data.tags and "question-answering" in card.data.tags
+    index = card.data.to_dict()["model-index"][0]
+    assert index["name"] == out.name
+    metrics = {m["name"]: m["value"] for r in index["results"] for m in r["metrics"]}
+    assert metrics["Exact Match"] == pytest.approx(results["eval_exact_match"], abs=1e-4)
+    assert metrics["F1"] == pytest.approx(results["eval_f1"], abs=1e-4)
+    assert index["results"][0]["task"]["type"] == "question-answering"
+    assert card.text.lstrip().startswith(f"# {out.name}")  # the seeds' card follows the metadata
+
+
+def test_the_licence_comes_from_the_base_models_card_when_it_is_at_hand():
+    from spanqa.train.outputs import base_licence
+
+    assert base_licence("minilm-l6") == "apache-2.0"  # the packaged all-MiniLM-L6-v2 card says so
+    assert base_licence("someorg/not-here") is None

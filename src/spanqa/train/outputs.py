@@ -68,10 +68,77 @@ def hyperparameters(settings: dict, world_size: int, precision: str, device: str
     }
 
 
+# unit of the task's data -> (hub task type, task name) for the card's model-index
+TASK_TYPES = {"questions": ("question-answering", "Question Answering"),
+              "rows": ("text-classification", "Text Classification"),
+              "documents": ("fill-mask", "Masked Language Modeling")}
+# eval metric -> (model-index metric type, display name)
+CARD_METRICS = {
+    "eval_exact_match": ("exact_match", "Exact Match"), "eval_f1": ("f1", "F1"),
+    "eval_HasAns_exact": ("exact_match", "HasAns Exact Match"), "eval_HasAns_f1": ("f1", "HasAns F1"),
+    "eval_NoAns_exact": ("exact_match", "NoAns Exact Match"), "eval_NoAns_f1": ("f1", "NoAns F1"),
+    "eval_accuracy": ("accuracy", "Accuracy"), "eval_mlm_loss": ("loss", "MLM loss"),
+    "eval_mlm_accuracy": ("accuracy", "MLM accuracy"),
+}
+# offline aliases -> the hub model they ship
+ALIAS_BASES = {"minilm-l6": "sentence-transformers/all-MiniLM-L6-v2"}
+
+
+def card_metadata(name: str, settings: dict, eval_metrics: dict, unit: str) -> str:
+    """The card's YAML front matter (huggingface_hub's ModelCardData and EvalResult), so the hub shows the run:
+    licence (the base model's, when its card is at hand), tags, datasets, base model, and a model-index with the
+    run's evaluation metrics."""
+    from huggingface_hub import EvalResult, ModelCardData
+
+    task_type, task_name = TASK_TYPES[unit]
+    model = str(settings.get("model", ""))
+    base = ALIAS_BASES.get(model, model if _hub_name(model) else None)
+    train, evaluation = str(settings.get("train_data") or ""), str(settings.get("eval_data") or "")
+    datasets = [d for d in dict.fromkeys(x for v in (train, evaluation) for x in v.split(",")) if _hub_name(d)]
+    scored_on = evaluation.split(",")[0] or train.split(",")[0]
+    results = [EvalResult(task_type=task_type, task_name=task_name, dataset_type=scored_on,
+                          dataset_name=Path(scored_on).name or scored_on, metric_type=kind, metric_name=label,
+                          metric_value=round(float(eval_metrics[key]), 4))
+               for key, (kind, label) in CARD_METRICS.items() if key in eval_metrics]
+    data = ModelCardData(model_name=name, license=base_licence(model), base_model=base,
+                         tags=["spanqa", task_type, *(["extractive-qa"] if unit == "questions" else [])],
+                         datasets=datasets or None, eval_results=results or None, library_name="transformers")
+    return "---\n" + data.to_yaml() + "\n---\n"
+
+
+def _hub_name(value: str) -> bool:
+    """NAME or ORG/NAME, not a local path."""
+    return bool(value) and not Path(value).expanduser().exists() and value.count("/") <= 1 and \
+        not value.startswith((".", "/", "~")) and not value.endswith((".json", ".gz", ".jsonl"))
+
+
+def base_licence(model: str) -> str | None:
+    """The licence in the base model's card when it is on this machine (a folder, an alias, the hub cache)."""
+    from huggingface_hub import ModelCard
+
+    from spanqa.bundle import from_bundle
+    from spanqa.models.hub import ALIASES, resolve_model_path
+
+    try:
+        path = Path(resolve_model_path(model)) if model in ALIASES or Path(model).exists() else from_bundle("model", model)
+    except Exception:  # an alias whose package is missing: no licence to report
+        return None
+    card = path / "README.md" if path else None
+    if card is None or not card.is_file():
+        return None
+    try:
+        licence = ModelCard.load(card).data.license
+    except Exception:  # an unreadable card is not this run's problem
+        return None
+    return licence if isinstance(licence, str) else None
+
+
 def card(name: str, summary: str, about: str, settings: dict, hparams: dict, train_metrics: dict, eval_metrics: dict,
          command: str, unit: str) -> str:
-    """The seeds' model card layout: summary, intended uses, data, procedure, hyperparameters, results, versions."""
+    """The seeds' model card layout (summary, intended uses, data, procedure, hyperparameters, results, versions)
+    under YAML metadata the hub reads (`card_metadata`)."""
     lines = [
+        card_metadata(name, settings, eval_metrics, unit).rstrip("\n"),
         f"# {name}", "", summary, "", "## Intended uses & limitations", "", about, "",
         "## Training and evaluation data", "",
         f"- training: `{settings['train_data']}`" + (f" (first {settings['max_train_samples']} {unit})" if settings["max_train_samples"] else ""),
