@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from importlib import resources
 from typing import Callable
@@ -206,7 +207,32 @@ def cmd_task(args: argparse.Namespace) -> int:
     results = run_task(settings, build, "spanqa " + " ".join(sys.argv[1:]))
     if results:
         print(json.dumps(results))
+    run = settings.run
+    if results and run.push_to_hub and int(os.environ.get("RANK", "0")) == 0:  # under DDP only the main process
+        from spanqa.push import push_run
+
+        url = push_run(run.output_dir, run.push_to_hub, run.hub_private, run.hub_revision)
+        print(f"spanqa: pushed {run.output_dir} to {url}", file=sys.stderr)
     return 0
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    from spanqa.push import push_run
+
+    url = push_run(args.run_dir, args.repo_id, args.hub_private, args.hub_revision, args.include_checkpoints)
+    print(f"spanqa: pushed {args.run_dir} to {url}", file=sys.stderr)
+    return 0
+
+
+def _push_parser(sub) -> None:
+    p = sub.add_parser("push", help="upload a finished run's model folder (card, results, curves) to the hub")
+    p.add_argument("run_dir", help="a folder written by spanqa train, distill, classify or pretrain")
+    p.add_argument("repo_id", help="hub repo, ORG/NAME (made if missing)")
+    p.add_argument("--hub-private", action="store_true", help="make the repo private")
+    p.add_argument("--hub-revision", default="", help="push to this branch")
+    p.add_argument("--include-checkpoints", action="store_true",
+                   help="also send checkpoints, optimizer state and tracker logs (default: the final model only)")
+    p.set_defaults(func=cmd_push)
 
 
 def _task_parser(name: str):
@@ -491,7 +517,7 @@ def _quickstart_parser(sub) -> None:
 
 SUBCOMMANDS: list[Callable] = [
     _quickstart_parser, *(_task_parser(name) for name in TASKS), _evaluate_parser, _predict_parser, _ask_parser,
-    _serve_parser, _export_parser, _data_parser, _report_parser, _fetch_parser, _slurm_parser,
+    _serve_parser, _export_parser, _data_parser, _report_parser, _fetch_parser, _slurm_parser, _push_parser,
 ]
 
 
@@ -534,8 +560,6 @@ class _Format(logging.Formatter):
 
 def use_bundle(args: argparse.Namespace) -> None:
     """--bundle and --offline act through the environment, so worker processes (DDP) inherit them."""
-    import os
-
     from spanqa.bundle import go_offline
 
     if getattr(args, "bundle", None):

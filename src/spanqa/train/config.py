@@ -42,6 +42,9 @@ class RunConfig:
                 "a checkpoint exists, else start: what a requeued cluster job runs)", "bare": "yes"})
     config_overrides: str = _f("", "model config overrides, e.g. 'attention_probs_dropout_prob=0.0,layer_norm_eps=1e-3'")
     report_to: str = _f("tensorboard", "tracking: tensorboard, wandb, mlflow or none")
+    push_to_hub: str = _f("", "after training, upload the final model folder to this hub repo (ORG/NAME)")
+    hub_private: bool = _f(False, "make the hub repo private (with --push-to-hub)")
+    hub_revision: str = _f("", "push to this branch of the hub repo (with --push-to-hub)")
     run_name: str = _f("", "name for trackers and the model card (default: the output folder's name)")
 
     def __post_init__(self) -> None:
