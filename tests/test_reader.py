@@ -103,3 +103,26 @@ def test_a_lone_surrogate_is_a_clear_error_naming_the_field_and_position(tiny_mo
         reader(question="Who\udc00?", context="A smile here")
     assert main(["ask", "--model", str(tiny_model), "--question", "Who\ud83d?", "--context", "Text."]) == 2
     assert "lone surrogate" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("family", ["bert", "modernbert"])
+def test_bf16_weights_keep_the_span_head_in_fp32_whatever_it_is_named(family):
+    import torch
+    from transformers import BertConfig, BertForQuestionAnswering, ModernBertConfig, ModernBertForQuestionAnswering
+
+    from spanqa.reader import bf16_weights, span_head
+
+    small = dict(vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                 pad_token_id=0)
+    model = (BertForQuestionAnswering(BertConfig(**small)) if family == "bert" else
+             ModernBertForQuestionAnswering(ModernBertConfig(**small, bos_token_id=1, eos_token_id=2,
+                                                             cls_token_id=1, sep_token_id=2)))
+    name, _ = span_head(model)
+    assert name == {"bert": "qa_outputs", "modernbert": "classifier"}[family]
+    converted = bf16_weights(model)
+    head = converted.get_submodule(name)
+    assert type(head).__name__ == "_Float32Head" and head.head.weight.dtype == torch.float32
+    ids = torch.randint(3, 100, (2, 12))
+    with torch.no_grad():
+        out = converted(input_ids=ids, attention_mask=torch.ones_like(ids))
+    assert out.start_logits.dtype == torch.float32

@@ -320,10 +320,22 @@ class _Float32Head(torch.nn.Module):
         return self.head(hidden.float())
 
 
+def span_head(model: torch.nn.Module) -> tuple[str, torch.nn.Linear] | None:
+    """(dotted name, layer) of the layer that makes the start/end logits: the last Linear with 2 outputs
+    (`qa_outputs` for most families, ModernBERT's `classifier`, BigBird's `qa_classifier.qa_outputs`)."""
+    found = None
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) and module.out_features == 2:
+            found = (name, module)
+    return found
+
+
 def bf16_weights(model: torch.nn.Module) -> torch.nn.Module:
     """CPU inference in bf16 without autocast: weights cast once (no per-call casts), span head in fp32."""
-    head = getattr(model, "qa_outputs", None)
+    head = span_head(model)
     model = model.to(torch.bfloat16)
-    if isinstance(head, torch.nn.Linear):
-        model.qa_outputs = _Float32Head(head)
+    if head is not None:
+        name, layer = head
+        parent_name, _, attr = name.rpartition(".")
+        setattr(model.get_submodule(parent_name) if parent_name else model, attr, _Float32Head(layer))
     return model
