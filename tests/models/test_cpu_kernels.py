@@ -53,3 +53,13 @@ def test_model_swap_keeps_eval_outputs(tiny_model):
     mask[0, 9:] = 0
     a, b = plain(input_ids=ids, attention_mask=mask), fast(input_ids=ids, attention_mask=mask)
     assert torch.equal(a.start_logits, b.start_logits)
+
+
+def test_the_log_claims_faster_attention_only_where_the_family_took_it():
+    from transformers import BertConfig, BertForQuestionAnswering, DebertaV2Config, DebertaV2ForQuestionAnswering
+
+    from spanqa.models.cpu_kernels import use_fast_cpu_training
+
+    small = dict(vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
+    assert "attention" in use_fast_cpu_training(BertForQuestionAnswering(BertConfig(**small)))
+    assert "attention" not in use_fast_cpu_training(DebertaV2ForQuestionAnswering(DebertaV2Config(**small)))

@@ -107,4 +107,5 @@ def _set_attention(model) -> bool:
     except (ValueError, AttributeError, NotImplementedError) as exc:
         log.debug("keeping the model's own attention (%s)", exc)
         return False
-    return True
+    # families without pluggable attention (DeBERTa, Longformer, BigBird) only warn and keep theirs: ask the config
+    return getattr(model.config, "_attn_implementation", None) == ATTENTION_NAME
