@@ -126,3 +126,38 @@ def test_bf16_weights_keep_the_span_head_in_fp32_whatever_it_is_named(family):
     with torch.no_grad():
         out = converted(input_ids=ids, attention_mask=torch.ones_like(ids))
     assert out.start_logits.dtype == torch.float32
+
+
+@pytest.mark.parametrize("family", ["bert", "albert"])
+def test_segment_ids_reach_a_model_built_for_them_whatever_the_tokenizer_lists(family):
+    import copy
+
+    import torch
+    from conftest import make_tokenizer
+    from transformers import AlbertConfig, AlbertForQuestionAnswering, BertConfig, BertForQuestionAnswering
+
+    from spanqa.artifacts import ReaderInfo
+    from spanqa.tokenization import input_names_for
+
+    with_types = make_tokenizer("wordpiece")
+    without = copy.deepcopy(with_types)  # the same vocabulary, minus token_type_ids in its list
+    without.model_input_names = ["input_ids", "attention_mask"]
+    small = dict(vocab_size=len(with_types), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                 num_attention_heads=2, type_vocab_size=2)
+    torch.manual_seed(0)
+    model = (BertForQuestionAnswering(BertConfig(**small)) if family == "bert" else
+             AlbertForQuestionAnswering(AlbertConfig(**small, embedding_size=16))).eval()
+    with torch.no_grad():  # segment embeddings that matter: make type 1 far from type 0
+        embeddings = model.base_model.embeddings.token_type_embeddings
+        embeddings.weight[1] = embeddings.weight[0] + 1.0
+    assert "token_type_ids" not in input_names_for(without) and "token_type_ids" in input_names_for(without, model)
+    pairs = [("Who designed the tower?", "The tower was designed by Gustave Eiffel's company in Paris.")]
+    (got,), (want,) = (Reader.from_model(model, tok, ReaderInfo(), ReaderConfig(precision="fp32")).answer_batch(pairs)
+                       for tok in (without, with_types))
+    assert (got[0].start, got[0].end) == (want[0].start, want[0].end)  # a random model's lower n-best nearly ties
+    assert got[0].score == pytest.approx(want[0].score, abs=1e-5)
+    enc = with_types(*pairs[0], return_tensors="pt")
+    with torch.no_grad():
+        typed = model(**enc).start_logits
+        untyped = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).start_logits
+    assert not torch.allclose(typed, untyped)  # the segment ids change the logits: dropping them was a real loss

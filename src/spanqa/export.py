@@ -80,7 +80,7 @@ def _write_format(reader: Reader, fmt: str, quantize: str, tmp: Path, folder: Pa
     if not raw.exists():
         from spanqa.models.onnx_model import export_onnx
 
-        export_onnx(reader.model, input_names_for(reader.tokenizer), raw)
+        export_onnx(reader.model, input_names_for(reader.tokenizer, reader.model), raw)
     if fmt == "openvino":
         from spanqa.models.openvino_model import convert_openvino
 

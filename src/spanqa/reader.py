@@ -239,7 +239,7 @@ class Reader:
         if features is None:
             features = build_features(examples, self.tokenizer, self.data)
         preds = predict_windows(
-            self.model, features, examples, self.decode, self.allow_null, input_names_for(self.tokenizer),
+            self.model, features, examples, self.decode, self.allow_null, input_names_for(self.tokenizer, self.model),
             self.tokenizer.pad_token_id or 0, self.batch_size, self.autocast_precision, progress,
         )
         by_id = {p.id: p for p in preds}

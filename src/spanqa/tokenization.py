@@ -4,6 +4,7 @@ tokens go around a pair, and which tensors a model takes.
 
 from __future__ import annotations
 
+import inspect
 import weakref
 from dataclasses import dataclass
 
@@ -84,7 +85,23 @@ def plain_backend(tokenizer):
     return backend
 
 
-def input_names_for(tokenizer) -> list[str]:
-    """The tensors to feed: the tokenizer's `model_input_names` (token_type_ids only where it uses them)."""
-    names = list(getattr(tokenizer, "model_input_names", ["input_ids", "attention_mask"]))
-    return [n for n in names if n in MODEL_INPUTS]
+def input_names_for(tokenizer, model=None) -> list[str]:
+    """The tensors to feed: the tokenizer's `model_input_names`, plus `token_type_ids` when the model uses
+    segments whatever the tokenizer's list says (transformers 5 leaves them out of ALBERT's and XLNet's lists,
+    and a folder whose tokenizer_config names PreTrainedTokenizerFast loses them too)."""
+    names = [n for n in getattr(tokenizer, "model_input_names", ["input_ids", "attention_mask"]) if n in MODEL_INPUTS]
+    if model is not None and "token_type_ids" not in names and uses_segments(model):
+        names.insert(1, "token_type_ids")
+    return names
+
+
+def uses_segments(model) -> bool:
+    """True when the model takes `token_type_ids` and has more than one segment type (XLNet: always)."""
+    graph_inputs = getattr(model, "input_names", None)  # ONNX Runtime / OpenVINO wrappers: their graph's inputs
+    if graph_inputs is not None:
+        return "token_type_ids" in graph_inputs
+    forward = getattr(model, "forward", None)
+    if forward is None or "token_type_ids" not in inspect.signature(forward).parameters:
+        return False
+    config = getattr(model, "config", None)
+    return getattr(config, "type_vocab_size", 0) > 1 or getattr(config, "model_type", "") == "xlnet"

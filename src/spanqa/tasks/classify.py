@@ -206,7 +206,7 @@ def build(settings: ClassifySettings, run: Run, command: str = "") -> Task:
     label_ids = {x: i for i, x in enumerate(labels)}
     tokenizer = load_tokenizer(rs.model)
     model = load_classifier(rs.model, labels, rs.overrides())
-    names, max_len = input_names_for(tokenizer), settings.data.max_seq_length
+    names, max_len = input_names_for(tokenizer, model), settings.data.max_seq_length
     data = encode(train_rows, tokenizer, max_len, label_ids)
     evaluator = None
     if rs.eval_data and run.main:

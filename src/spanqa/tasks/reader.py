@@ -276,7 +276,7 @@ def _hidden_layer_map(student, teacher, student_layers: int) -> list[int]:
 
 def _objective(settings: ReaderSettings, features, tokenizer, run: Run, student):
     """The span loss, or for distillation the KD loss with the teacher's logits (cached once)."""
-    names = input_names_for(tokenizer)
+    names = input_names_for(tokenizer, student)
     distill = _distill(settings)
     if distill is None or distill.distillation_loss_weight == 0:
         if distill is not None:
