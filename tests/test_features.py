@@ -184,3 +184,28 @@ def _cached(family):
     if family not in _TOKENIZERS:
         _TOKENIZERS[family] = make_tokenizer(family)
     return _TOKENIZERS[family]
+
+
+def test_xlnet_style_templates_give_cls_its_own_segment_id(wordpiece):
+    """XLNet: `A <sep> B <sep> <cls>` with types 0.. 0, 1.. 1, 2 (its <cls> is segment 2), padded on the left."""
+    import copy
+
+    from tokenizers.processors import TemplateProcessing
+
+    from spanqa.config import DataConfig
+    from spanqa.data import Example
+    from spanqa.features import build_features
+
+    tok = copy.deepcopy(wordpiece)
+    sep, cls = tok.sep_token_id, tok.cls_token_id
+    tok.backend_tokenizer.post_processor = TemplateProcessing(
+        single="$A:0 [SEP]:0 [CLS]:2", pair="$A:0 [SEP]:0 $B:1 [SEP]:1 [CLS]:2",
+        special_tokens=[("[SEP]", sep), ("[CLS]", cls)])
+    tok.padding_side = "left"
+    features = build_features([Example("q", "Who built it?", "The tower was built by Eiffel.")], tok,
+                              DataConfig(max_seq_length=64, doc_stride=16, max_query_length=16))
+    ids, types = features.input_ids, features.token_type_ids
+    assert ids[-1] == cls and types[-1] == 2 and types[-2] == 1  # <cls> keeps segment 2, its <sep> segment 1
+    assert features.cls_index[0] == len(ids) - 1
+    enc = tok("The tower was built by Eiffel.", "Who built it?")  # context first: the tokenizer's own pair
+    assert types.tolist() == enc["token_type_ids"]

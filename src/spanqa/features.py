@@ -248,7 +248,7 @@ class _WindowBuilder:
         cls = self._cls_position(len(ids))
         inside = answer[0] >= a and 0 <= answer[1] < b
         self.parts["ids"].append(ids)
-        self.parts["types"].append(np.repeat(np.array(t.types, dtype=np.int8), [len(p) for p in pieces]))
+        self.parts["types"].append(t.window_types(len(first), len(second)))
         self.parts["offsets"].append(offsets)
         self.parts["owned"].append(is_owned)
         for key, value in (

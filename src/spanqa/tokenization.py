@@ -21,7 +21,9 @@ MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
 class PairTemplate:
     """Where special tokens go around a (first, second) pair, read off the tokenizer itself.
 
-    A window is prefix + first + middle + second + suffix, with a token type per part.
+    A window is prefix + first + middle + second + suffix. `types` gives one token type per part; the special
+    parts also keep theirs token by token (`special_types`), since a part can mix them: XLNet's suffix is
+    `<sep>` (type 1) then `<cls>` (type 2).
     `question_first` is False for tokenizers that pad on the left (the context comes first).
     """
 
@@ -31,6 +33,13 @@ class PairTemplate:
     types: tuple[int, int, int, int, int]
     question_first: bool
     cls_id: int | None
+    special_types: tuple[np.ndarray, np.ndarray, np.ndarray] = (np.zeros(0, np.int8),) * 3
+
+    def window_types(self, first_len: int, second_len: int) -> np.ndarray:
+        """[window length] token types of a window with `first_len` and `second_len` tokens in its two texts."""
+        pre, mid, suf = self.special_types
+        return np.concatenate([pre, np.full(first_len, self.types[1], np.int8), mid,
+                               np.full(second_len, self.types[3], np.int8), suf]).astype(np.int8)
 
     @property
     def num_special(self) -> int:
@@ -63,7 +72,9 @@ class PairTemplate:
             part_type(second[-1] + 1, len(ids), types[second[0]]),
         )
         cls_id = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else None
-        return cls(*parts, type_of, tokenizer.padding_side != "left", cls_id)
+        t = np.asarray(types, dtype=np.int8)
+        special = (t[: first[0]], t[first[-1] + 1 : second[0]], t[second[-1] + 1 :])
+        return cls(*parts, type_of, tokenizer.padding_side != "left", cls_id, special)
 
 
 def plain_backend(tokenizer):
