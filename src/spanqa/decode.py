@@ -18,7 +18,8 @@ the answer is "" (no answer); with threshold 1.0 it is the span. The no-answer p
 sigmoid(diff), so a probability threshold p from the official best-threshold search is the score-diff
 threshold logit(p).
 
-Window probabilities (what transformers' question-answering pipeline reported as `score`): a span's
+Window probabilities (what transformers' question-answering pipeline reported as `score`), computed only
+when asked (`window_probabilities=True`; NaN otherwise, so evaluation does not pay for them): a span's
 p(start) * p(end) under softmaxes over its window's context tokens and CLS; a question's null window
 probability is the minimum over its windows of p(start = CLS) * p(end = CLS).
 """
@@ -202,7 +203,11 @@ def merge_nbest(
 def null_scores(example_index: np.ndarray, start: np.ndarray, end: np.ndarray, cls_index: np.ndarray) -> dict:
     """{example: min over its windows of start[CLS] + end[CLS]}."""
     rows = np.arange(len(cls_index))
-    per_window = start[rows, cls_index].astype(np.float64) + end[rows, cls_index]
+    return min_per_example(example_index, start[rows, cls_index].astype(np.float64) + end[rows, cls_index])
+
+
+def min_per_example(example_index: np.ndarray, per_window: np.ndarray) -> dict:
+    """{example: min of `per_window` over its windows}."""
     order = np.lexsort((per_window, example_index))
     ex_sorted = example_index[order]
     firsts = np.flatnonzero(np.r_[True, ex_sorted[1:] != ex_sorted[:-1]])
@@ -217,6 +222,7 @@ def decode(
     examples: list,
     config: DecodeConfig,
     allow_null: bool,
+    window_probabilities: bool = False,
 ) -> list[Prediction]:
     """Answers for every example that has windows in this batch.
 
@@ -228,6 +234,7 @@ def decode(
         examples: the `Example`s (for ids and contexts).
         config: n_best_size, max_answer_length, null_score_diff_threshold.
         allow_null: True for SQuAD v2 readers ("" when null wins by more than the threshold).
+        window_probabilities: also compute the pipeline-style window probabilities (see the module doc).
     Returns:
         One `Prediction` per distinct example, in order of example index.
     """
@@ -239,22 +246,22 @@ def decode(
     nb = window_nbest(start, end, start_ok, end_ok, k, config.max_answer_length)
     ex, win, s, e, score = merge_nbest(example_index, *nb, k)
     nulls = null_scores(example_index, start, end, batch["cls_index"])
-    log_ps, log_pe = window_log_softmax(start, end, offsets, batch["cls_index"])  # [F, L] each
-    cls = batch["cls_index"]
-    rows = np.arange(len(cls))
-    null_window = np.exp(log_ps[rows, cls] + log_pe[rows, cls])  # [F]
+    if window_probabilities:
+        cls = batch["cls_index"]
+        log_ps, log_pe = window_log_softmax(start, end, offsets, cls)  # [F, L] each
+        rows = np.arange(len(cls))
+        null_prob = min_per_example(example_index, np.exp(log_ps[rows, cls] + log_pe[rows, cls]))
+        span_prob = np.exp(log_ps[win, s] + log_pe[win, e]).tolist()
+    else:
+        null_prob, span_prob = dict.fromkeys(nulls, float("nan")), [float("nan")] * len(score)
     # Everything a Span needs, gathered at once: [N] arrays -> Python lists
     fields = (
         offsets[win, s, 0].tolist(), offsets[win, e, 1].tolist(), score.tolist(),
-        start[win, s].tolist(), end[win, e].tolist(), _group_softmax(ex, score).tolist(),
-        np.exp(log_ps[win, s] + log_pe[win, e]).tolist(),
+        start[win, s].tolist(), end[win, e].tolist(), _group_softmax(ex, score).tolist(), span_prob,
     )
     wanted = np.array(sorted(nulls))
     lo_all = np.searchsorted(ex, wanted, side="left").tolist()
     hi_all = np.searchsorted(ex, wanted, side="right").tolist()
-    null_prob = {}
-    for i, p in zip(example_index.tolist(), null_window.tolist()):
-        null_prob[i] = min(p, null_prob.get(i, p))
     return [
         _prediction(examples[i].id, NBest(examples[i].context, fields, lo, hi), nulls[i], null_prob[i], config,
                     allow_null)

@@ -64,6 +64,7 @@ def run_batches(
 def predict_windows(
     model, features: Features, examples: list, decode_config: DecodeConfig, allow_null: bool,
     input_names: list[str], pad_id: int, batch_size: int = 64, precision: str = "fp32", progress=None,
+    window_probabilities: bool = False,
 ) -> Iterator[Prediction]:
     """Yield a `Prediction` per question, a batch of whole questions at a time (the Reader's engine).
 
@@ -72,6 +73,7 @@ def predict_windows(
         input_names: the tensors the model takes (`tokenization.input_names_for`).
         batch_size: windows per forward pass.
         progress: optional callable(n_windows_done) for progress bars.
+        window_probabilities: also compute the pipeline-style window probabilities (`spanqa.decode`).
     """
     device = model_device(model)
 
@@ -83,4 +85,5 @@ def predict_windows(
     for batch, (start, end) in run_batches(model, features, batches, pad_id, precision, span_logits):
         if progress is not None:
             progress(len(batch["rows"]))
-        yield from decode(start, end, batch, features.example_index[batch["rows"]], examples, decode_config, allow_null)
+        yield from decode(start, end, batch, features.example_index[batch["rows"]], examples, decode_config, allow_null,
+                          window_probabilities)

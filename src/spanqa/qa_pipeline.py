@@ -63,7 +63,7 @@ def pipeline_call(reader, args: tuple, kwargs: dict):
     )
     examples = [Example(str(i), q, c) for i, (q, c) in enumerate(pairs)]
     results = []
-    for ex, pred in zip(examples, run.predict(examples)):
+    for ex, pred in zip(examples, run.predict(examples, window_probabilities=True)):
         words = _word_spans(reader.tokenizer, ex.context) if opts["align_to_words"] else None
         answers = [_answer(ex.context, s.start, s.end, s.window_probability, words) for s in pred.spans]
         if opts["handle_impossible_answer"]:

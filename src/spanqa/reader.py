@@ -228,19 +228,21 @@ class Reader:
             answers = [ReaderAnswer("", -1, -1, pooled.null_score, 0.0, na, -1), *answers]
         return answers[:top_k]
 
-    def predict(self, examples: list[Example], progress=None, features: Features | None = None) -> list[Prediction]:
+    def predict(self, examples: list[Example], progress=None, features: Features | None = None,
+                window_probabilities: bool = False) -> list[Prediction]:
         """Decoded predictions for `examples`, in input order: the one route from a model to answers.
 
         Args:
             progress: optional callable(n_windows_done).
             features: `examples`' windows when the caller built them already (training evaluates the same
                 questions many times); built with `self.data` otherwise.
+            window_probabilities: also the pipeline-style window probabilities (NaN otherwise; `spanqa.decode`).
         """
         if features is None:
             features = build_features(examples, self.tokenizer, self.data)
         preds = predict_windows(
             self.model, features, examples, self.decode, self.allow_null, input_names_for(self.tokenizer, self.model),
-            self.tokenizer.pad_token_id or 0, self.batch_size, self.autocast_precision, progress,
+            self.tokenizer.pad_token_id or 0, self.batch_size, self.autocast_precision, progress, window_probabilities,
         )
         by_id = {p.id: p for p in preds}
         return [by_id[e.id] for e in examples]
