@@ -306,7 +306,12 @@ def _prediction(
         return Prediction(qid, "", None, null, 1.0 if allow_null else 0.0, null_window, nbest)
     if not allow_null:
         return Prediction(qid, best.text, best, null, 0.0, null_window, nbest)
-    diff = null - best.score
-    na_prob = float(1.0 / (1.0 + np.exp(-diff)))
-    answer = "" if diff > config.null_score_diff_threshold else best.text
-    return Prediction(qid, answer, best, null, na_prob, null_window, nbest)
+    na_prob, abstain = no_answer(null, best.score, config.null_score_diff_threshold)
+    return Prediction(qid, "" if abstain else best.text, best, null, na_prob, null_window, nbest)
+
+
+def no_answer(null: float, best_score: float, threshold: float) -> tuple[float, bool]:
+    """(no-answer probability, abstain?): sigmoid(null - best), and whether that difference passes the
+    threshold (the SQuAD v2 rule in the module doc; passages use it across passages too)."""
+    diff = null - best_score
+    return float(1.0 / (1.0 + np.exp(-diff))), diff > threshold

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from spanqa.decode import Prediction, Span
+from spanqa.decode import Prediction, Span, no_answer
 
 
 @dataclass(frozen=True)
@@ -73,10 +73,8 @@ def pool(preds: list[Prediction], allow_null: bool, null_score_diff_threshold: f
         return Pooled([Ranked(i, s, float(p)) for (i, s), p in zip(kept, probs)], null, 0.0, False)
     if not kept:
         return Pooled([], null, 1.0, True)
-    diff = null - kept[0][1].score
-    na_prob = float(1.0 / (1.0 + np.exp(-diff)))
-    ranked = [Ranked(i, s, float(p)) for (i, s), p in zip(kept, probs)]
-    return Pooled(ranked, null, na_prob, diff > null_score_diff_threshold)
+    na_prob, abstain = no_answer(null, kept[0][1].score, null_score_diff_threshold)
+    return Pooled([Ranked(i, s, float(p)) for (i, s), p in zip(kept, probs)], null, na_prob, abstain)
 
 
 def _overlaps(a: Span, b: Span, threshold: float) -> bool:
