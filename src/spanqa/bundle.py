@@ -134,6 +134,17 @@ def hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
+def hub_unavailable() -> str:
+    """Why the hub cannot be used here ("" when it can): switched off, or not answering (then the Hugging Face
+    libraries are switched to offline too, so their caches still serve and nothing waits on retries)."""
+    if offline():
+        return "the Hugging Face hub is off (--offline / HF_HUB_OFFLINE=1)"
+    if not hub_reachable():
+        go_offline()
+        return "the Hugging Face hub cannot be reached from here"
+    return ""
+
+
 def from_bundle(kind: str, *names: str) -> Path | None:
     """The active bundle's copy of the first of `names` it holds, or None (no bundle, or not in it). A dataset
     fetched from a file is that file; anything else its folder."""

