@@ -325,3 +325,14 @@ def test_a_large_request_cannot_starve_small_ones():
     done = asyncio.run(scenario())
     assert done == ["small", "big"]
     assert order.index("small") <= 1  # in the first or second batch, not after the big request's six
+
+
+def test_metrics_keep_counting_past_the_batchers_recent_sizes():
+    from spanqa.server.app import ServerMetrics
+
+    metrics = ServerMetrics()
+    batcher = MicroBatcher(lambda pairs, top_k: [], on_batch=metrics.batch_done)
+    for _ in range(1005):  # stats.sizes keeps the last 1,000 only
+        batcher._record(2, 0.0)
+    text = metrics.render(batcher).decode()
+    assert "spanqa_questions_total 2010.0" in text and "spanqa_batch_questions_count 1005.0" in text

@@ -174,11 +174,11 @@ def _replay(messages):
 
 def create_app(reader, config: ServeConfig = ServeConfig()) -> FastAPI:
     """The app for `reader` (anything with `answer_batch`, `name`, `info`, `allow_null`, `data`, `decode`)."""
+    metrics = ServerMetrics()
     batcher = MicroBatcher(reader.answer_batch, config.max_batch_size, config.max_wait_ms, config.max_batch_windows,
-                           fair=config.fair_scheduling)
+                           fair=config.fair_scheduling, on_batch=metrics.batch_done)
     count = getattr(reader, "count_windows", None)
     shown = reader.name if config.show_model_path else Path(str(reader.name)).name or str(reader.name)
-    metrics = ServerMetrics()
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):
@@ -339,21 +339,21 @@ class ServerMetrics:
         self.batch = Histogram("spanqa_batch_questions", "questions per forward pass", registry=self.registry,
                                buckets=(1, 2, 4, 8, 16, 32, 64, 128))
         self.questions = Counter("spanqa_questions", "questions answered", registry=self.registry)
-        self._seen = 0
 
     def observe(self, path: str, status: int, seconds: float) -> None:
         route = path if path in ROUTES else "other"
         self.requests.labels(route, str(status)).inc()
         self.latency.labels(route).observe(seconds)
 
+    def batch_done(self, questions: int) -> None:
+        """Called by the batcher after each forward pass."""
+        self.batch.observe(questions)
+        self.questions.inc(questions)
+
     def render(self, batcher) -> bytes:
         from prometheus_client import generate_latest
 
         self.queue.set(batcher.waiting())
-        for size in batcher.stats.sizes[self._seen :] if self._seen <= len(batcher.stats.sizes) else []:
-            self.batch.observe(size)
-            self.questions.inc(size)
-        self._seen = len(batcher.stats.sizes)
         return generate_latest(self.registry)
 
 

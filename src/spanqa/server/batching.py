@@ -55,15 +55,16 @@ class MicroBatcher:
     """Groups questions from concurrent requests into fair `Reader.answer_batch` calls (see the module doc)."""
 
     def __init__(self, answer_batch, max_batch_size: int = 32, max_wait_ms: float = 5.0,
-                 max_batch_windows: int = 64, cost=None, fair: bool = True) -> None:
+                 max_batch_windows: int = 64, cost=None, fair: bool = True, on_batch=None) -> None:
         """
         Args:
             cost: cost(pairs) -> windows of each pair (default: one per passage).
+            on_batch: optional callable(questions) after each forward pass (the server's metrics).
             fair: round-robin over requests; False takes requests whole, first come first served (the
                 behaviour the load benchmark compares against).
         """
         self.answer_batch, self.max_batch_size, self.max_wait = answer_batch, max_batch_size, max_wait_ms / 1000
-        self.max_batch_windows, self.fair = max_batch_windows, fair
+        self.max_batch_windows, self.fair, self.on_batch = max_batch_windows, fair, on_batch
         self.cost = cost or (lambda pairs: [1 if isinstance(c, str) else len(c) for _, c in pairs])
         self.active: list[_Job] = []
         self.arrived = asyncio.Event()
@@ -177,3 +178,5 @@ class MicroBatcher:
         s.questions += n
         s.busy_seconds += seconds
         s.sizes = (s.sizes + [n])[-1000:]
+        if self.on_batch is not None:
+            self.on_batch(n)
