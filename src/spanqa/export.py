@@ -126,8 +126,7 @@ def measure_backends(folder: str, data: str, max_samples: int, config: ReaderCon
 
     Each runs the questions twice (the first pass warms caches and thread pools), the second is timed.
     """
-    dataset = load_examples(data)
-    dataset = dataclasses.replace(dataset, examples=dataset.examples[:max_samples])
+    dataset = _first_questions(data, max_samples)
     base = Reader.load(folder, config, device="cpu", precision="fp32", backend="torch")
     rows, reference = [], None
     for backend, precision, path in backend_variants():
@@ -148,6 +147,12 @@ def measure_backends(folder: str, data: str, max_samples: int, config: ReaderCon
     return table
 
 
+def _first_questions(data: str, max_samples: int):
+    """The first `max_samples` questions of `data`: what every backend is measured on."""
+    dataset = load_examples(data)
+    return dataclasses.replace(dataset, examples=dataset.examples[:max_samples])
+
+
 def _score(reader: Reader, dataset) -> tuple[dict, float]:
     reader.predict(dataset.examples[: max(8, len(dataset) // 10)])  # warm-up
     t0 = time.perf_counter()
@@ -163,8 +168,7 @@ def compare(original: str, exported: str, data: str, max_samples: int, config: R
     `config` applies to both (batch size, no-answer settings, windows); precision is fp32 for the original
     and the exported folder's own for the export.
     """
-    dataset = load_examples(data)
-    dataset = dataclasses.replace(dataset, examples=dataset.examples[:max_samples])
+    dataset = _first_questions(data, max_samples)
     out = {}
     for name, reader in (("original_fp32", Reader.load(original, config, device="cpu", precision="fp32",
                                                        backend="torch")),

@@ -179,6 +179,11 @@ def check_encodable(examples: list[Example]) -> None:
                     "encoded as UTF-8; send whole characters.")
 
 
+def window_room(config: DataConfig, question_tokens: int, num_special: int) -> int:
+    """Context tokens a window holds beside a question of `question_tokens` tokens and the special tokens."""
+    return config.max_seq_length - question_tokens - num_special
+
+
 def count_windows(pairs: list[tuple[str, str]], tokenizer, config: DataConfig) -> list[int]:
     """Windows each (question, context) pair makes under `config`, from one tokenization pass (no windows
     built): what answering it costs, for admission and scheduling."""
@@ -189,7 +194,7 @@ def count_windows(pairs: list[tuple[str, str]], tokenizer, config: DataConfig) -
     questions = backend.encode_batch([q.strip() for q, _ in pairs], add_special_tokens=False)
     out = []
     for q, c in zip(questions, contexts):
-        room = config.max_seq_length - min(len(q.ids), config.max_query_length) - template.num_special
+        room = window_room(config, min(len(q.ids), config.max_query_length), template.num_special)
         out.append(len(window_starts(len(c.ids), max(room, 1), min(config.doc_stride, max(room - 1, 0)))))
     return out
 
@@ -227,7 +232,7 @@ class _WindowBuilder:
 
     def add(self, index: int, ex: Example, q_ids: np.ndarray, ctx: _Tokenized) -> None:
         t, n = self.t, len(ctx.ids)
-        room = self.config.max_seq_length - len(q_ids) - t.num_special
+        room = window_room(self.config, len(q_ids), t.num_special)
         starts = window_starts(n, room, self.config.doc_stride)
         owner = max_context_owner(starts, n, room)
         answer = _answer_tokens(ex, ctx.offsets)

@@ -197,7 +197,7 @@ class Reader:
         """
         if top_k < 1:
             raise SpanqaError(f"top_k {top_k}: must be at least 1.")
-        groups = [[c] if isinstance(c, str) else list(c) for _, c in pairs]
+        groups = [_passage_list(c) for _, c in pairs]
         for i, group in enumerate(groups):
             if not group or not all(isinstance(c, str) for c in group):
                 raise SpanqaError(f"question {i}: the context must be a string or a non-empty list of strings.")
@@ -213,9 +213,10 @@ class Reader:
 
     def count_windows(self, pairs: list[tuple[str, str | Sequence[str]]]) -> list[int]:
         """Windows each (question, context or passages) pair costs at this reader's settings."""
-        flat = [(q, c) for q, context in pairs for c in ([context] if isinstance(context, str) else context)]
-        counts = iter(count_windows(flat, self.tokenizer, self.data))
-        return [sum(next(counts) for _ in ([c] if isinstance(c, str) else c)) for _, c in pairs]
+        groups = [_passage_list(c) for _, c in pairs]
+        counts = iter(count_windows([(q, c) for (q, _), group in zip(pairs, groups) for c in group], self.tokenizer,
+                                    self.data))
+        return [sum(next(counts) for _ in group) for group in groups]
 
     def passage_answers(self, preds: list[Prediction], top_k: int,
                         overlap_threshold: float | None = 0.01) -> list[ReaderAnswer]:
@@ -256,6 +257,11 @@ class Reader:
         if self.allow_null and (pred.answer == "" or not spans):
             spans = [ReaderAnswer("", -1, -1, pred.null_score, 0.0, pred.na_prob), *spans][:top_k]
         return spans
+
+
+def _passage_list(context: str | Sequence[str]) -> list[str]:
+    """A context as its list of passages (one context is a list of one)."""
+    return [context] if isinstance(context, str) else list(context)
 
 
 def _refuse_other_models(folder: Path, name) -> None:

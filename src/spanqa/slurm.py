@@ -173,8 +173,9 @@ def output_dir(command: list[str]) -> str:
             if value:
                 from spanqa.config import read_recipe
 
-                if read_recipe(value).get("output_dir"):
-                    return str(read_recipe(value)["output_dir"])
+                recipe_output = read_recipe(value).get("output_dir")
+                if recipe_output:
+                    return str(recipe_output)
     raise SpanqaError("--predict-data needs the run's output folder: give --output-dir in the command or in its recipe.")
 
 
