@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import torch
 
 from spanqa.errors import SpanqaError
+from spanqa.models.engine_model import EngineQAModel
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +83,8 @@ def quantize_int8(src: Path, dst: Path) -> Path:
     return dst
 
 
-class OnnxQAModel:
-    """Looks like a transformers QA model to spanqa's inference: call with tensors, get start/end logits."""
-
-    training = False
+class OnnxQAModel(EngineQAModel):
+    """A reader's ONNX graph on ONNX Runtime's CPU provider."""
 
     def __init__(self, path: Path, threads: int | None = None) -> None:
         try:
@@ -98,15 +96,7 @@ class OnnxQAModel:
             options.intra_op_num_threads = threads
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.input_names = [i.name for i in self.session.get_inputs()]
-        self.device = torch.device("cpu")
 
-    def __call__(self, **inputs) -> SimpleNamespace:
-        feed = {k: v.cpu().numpy().astype(np.int64) for k, v in inputs.items() if k in self.input_names}
+    def logits(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         start, end = self.session.run(["start_logits", "end_logits"], feed)
-        return SimpleNamespace(start_logits=torch.from_numpy(start), end_logits=torch.from_numpy(end))
-
-    def eval(self):
-        return self
-
-    def train(self, mode: bool = True):
-        return self
+        return start, end

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
-import torch
 
 from spanqa.errors import SpanqaError
+from spanqa.models.engine_model import EngineQAModel
 
 OPENVINO_FILE = "openvino_model.xml"
 _HINTS = {"fp32": "f32", "bf16": "bf16"}
@@ -45,10 +44,8 @@ def convert_openvino(onnx_path: Path, folder: Path, quantize: str = "none") -> P
     return path
 
 
-class OpenVinoQAModel:
-    """Looks like a transformers QA model to spanqa's inference: call with tensors, get start/end logits."""
-
-    training = False
+class OpenVinoQAModel(EngineQAModel):
+    """A reader's OpenVINO IR compiled for the CPU, at fp32 or bf16."""
 
     def __init__(self, path: Path, precision: str = "fp32", threads: int | None = None) -> None:
         if precision not in _HINTS:
@@ -61,19 +58,10 @@ class OpenVinoQAModel:
         self.request = self.compiled.create_infer_request()
         self.input_names = [i.get_any_name() for i in self.compiled.inputs]
         self.precision = precision
-        self.device = torch.device("cpu")
         self._lock = threading.Lock()  # one infer request: callers from several threads take turns
 
-    def __call__(self, **inputs) -> SimpleNamespace:
-        feed = {k: v.cpu().numpy().astype(np.int64) for k, v in inputs.items() if k in self.input_names}
+    def logits(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         with self._lock:
             self.request.infer(feed)
-            start = self.request.get_tensor("start_logits").data.copy()
-            end = self.request.get_tensor("end_logits").data.copy()
-        return SimpleNamespace(start_logits=torch.from_numpy(start), end_logits=torch.from_numpy(end))
-
-    def eval(self):
-        return self
-
-    def train(self, mode: bool = True):
-        return self
+            return (self.request.get_tensor("start_logits").data.copy(),
+                    self.request.get_tensor("end_logits").data.copy())
