@@ -27,14 +27,14 @@ def test_an_explicit_precision_is_kept_and_fp16_needs_a_gpu(bf16_units):
 
 
 def test_the_cpu_flags_are_read_from_proc_cpuinfo(tmp_path, monkeypatch):
-    precision.cpu_has_native_bf16.cache_clear()
+    precision._cpuinfo.cache_clear()
     try:
         for flags, expected in (("fpu avx2 fma", False), ("fpu avx512f avx512_bf16", True), ("amx_bf16 amx_tile", True)):
             fake = tmp_path / "cpuinfo"
             fake.write_text(f"model name\t: test\nflags\t\t: {flags}\n")
             monkeypatch.setattr(precision, "Path", lambda _p, fake=fake: fake)
-            precision.cpu_has_native_bf16.cache_clear()
+            precision._cpuinfo.cache_clear()
             assert precision.cpu_has_native_bf16() is expected
     finally:
         monkeypatch.undo()
-        precision.cpu_has_native_bf16.cache_clear()
+        precision._cpuinfo.cache_clear()

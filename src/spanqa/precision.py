@@ -22,27 +22,27 @@ SPEED_CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", 
 
 
 @functools.lru_cache(maxsize=1)
-def cpu_has_native_bf16() -> bool:
-    """True when /proc/cpuinfo lists AMX-BF16 or AVX512-BF16 (Linux); False when unknown."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return any(f in flags.split() for f in BF16_CPU_FLAGS)
-
-
-@functools.lru_cache(maxsize=1)
-def cpu_signature() -> str:
-    """"model name | N cores | speed-relevant flags": which machine a speed measurement holds for."""
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's "key: value" lines of /proc/cpuinfo (empty where there is none)."""
     try:
         first = Path("/proc/cpuinfo").read_text().split("\n\n")[0]
     except OSError:
-        first = ""
-    fields = dict(line.split(":", 1) for line in first.splitlines() if ":" in line)
-    fields = {k.strip(): v.strip() for k, v in fields.items()}
-    flags = set(fields.get("flags", "").split())
+        return {}
+    return {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in first.splitlines() if ":" in line)}
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when /proc/cpuinfo lists AMX-BF16 or AVX512-BF16 (Linux); False when unknown."""
+    flags = _cpuinfo().get("flags", "").split()
+    return any(f in flags for f in BF16_CPU_FLAGS)
+
+
+def cpu_signature() -> str:
+    """"model name | N cores | speed-relevant flags": which machine a speed measurement holds for."""
+    info = _cpuinfo()
+    flags = set(info.get("flags", "").split())
     have = " ".join(f for f in SPEED_CPU_FLAGS if f in flags) or "no vector flags known"
-    return f"{fields.get('model name', 'unknown CPU')} | {os.cpu_count()} cores | {have}"
+    return f"{info.get('model name', 'unknown CPU')} | {os.cpu_count()} cores | {have}"
 
 
 def resolve_precision(requested: str, device: torch.device) -> str:
