@@ -63,16 +63,21 @@ class ServeConfig:
                                       "folder name only)")
 
 
+def _not_blank(value: str | None) -> str | None:
+    """A text field's check: present text must not be only whitespace."""
+    if value is not None and not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
 class Question(BaseModel):
     question: str = Field(min_length=1, description="the question")
     context: str = Field(min_length=1, description="the passage to answer from")
 
     @field_validator("question", "context")
     @classmethod
-    def not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be blank")
-        return value
+    def not_blank(cls, value: str | None) -> str | None:
+        return _not_blank(value)
 
     def passages(self) -> list[str]:
         return [self.context]
@@ -88,9 +93,7 @@ class AnswerRequest(BaseModel):
     @field_validator("question", "context")
     @classmethod
     def not_blank(cls, value: str | None) -> str | None:
-        if value is not None and not value.strip():
-            raise ValueError("must not be blank")
-        return value
+        return _not_blank(value)
 
     @field_validator("contexts")
     @classmethod
