@@ -46,10 +46,13 @@ def test_each_backend_gives_torchs_logits_and_answers(tiny_model, torch_reader, 
 @pytest.mark.parametrize("fmt", ["onnx", "openvino"])
 def test_int8_variants_stay_close_to_fp32(tiny_model, torch_reader, tmp_path, fmt):
     pytest.importorskip("onnxruntime" if fmt == "onnx" else "nncf")
-    reader = Reader.load(str(export_reader(str(tiny_model), fmt, "int8", str(tmp_path / fmt))))
+    out = export_reader(str(tiny_model), fmt, "int8", str(tmp_path / fmt))
+    reader = Reader.load(str(out))
     ids = torch.randint(5, len(reader.tokenizer), (2, 33))
     got, want = logits(reader, ids), logits(torch_reader, ids)
     assert np.abs(got - want).max() < 0.05 * max(1.0, np.abs(want).max())
+    if fmt == "openvino":  # activations quantized too (calibrated): the matrix multiplications run in int8
+        assert 'type="FakeQuantize"' in (out / "openvino_model.xml").read_text() and reader.precision == "int8"
 
 
 def test_the_onnx_graph_is_fused(tiny_model, tmp_path):

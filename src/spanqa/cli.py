@@ -383,7 +383,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from spanqa.export import compare, export_reader, measure_backends
     from spanqa.reader import ReaderConfig
 
-    out = export_reader(args.model, args.format, args.quantize, args.output)
+    calibration = asset("squad-v1.1-train-sample.json.gz") if args.calibration_data == "sample" else args.calibration_data
+    out = export_reader(args.model, args.format, args.quantize, args.output, calibration)
     print(f"spanqa: wrote {args.format} reader ({args.quantize}) to {out}", file=sys.stderr)
     if args.eval_data == "none":
         if args.format == "all":
@@ -414,7 +415,11 @@ def _export_parser(sub) -> None:
     p.add_argument("--format", default="onnx",
                    help="onnx (ONNX Runtime, fused graph), openvino, torch (dynamic int8 at load), or all (every "
                         "backend in one folder, each measured against fp32 torch; --backend auto picks from them)")
-    p.add_argument("--quantize", default="none", help="none or int8 (onnx: dynamic int8; openvino: int8 weights)")
+    p.add_argument("--quantize", default="none", help="none or int8 (onnx: dynamic int8; openvino: int8 matrix "
+                                                      "multiplications, calibrated)")
+    p.add_argument("--calibration-data", default="sample",
+                   help="questions whose first 300 windows calibrate OpenVINO int8: 'sample' (the bundled SQuAD train "
+                        "sample) or a data source like the reader's own")
     p.add_argument("--output", required=True, help="a new folder for the exported reader")
     p.add_argument("--eval-data", default="sample",
                    help="questions to measure the EM/F1 change on: 'sample' (the bundled dev sample), a data source, or none")

@@ -1,7 +1,8 @@
 """`spanqa export`: a reader folder -> another engine's reader folder, with the EM/F1 change measured.
 
 Formats: onnx (ONNX Runtime, graph fused by its transformer optimizer; int8: dynamic quantization),
-openvino (OpenVINO IR; int8: NNCF weight compression), torch (int8: dynamic quantization at load), and all:
+openvino (OpenVINO IR; int8: NNCF post-training quantization, calibrated on `CALIBRATION_WINDOWS` windows of
+the bundled SQuAD train sample or of `calibration_data`), torch (int8: dynamic quantization at load), and all:
 one folder with the torch weights and every backend under `backends/`, each measured against fp32 torch on
 the same dev questions (speed and EM/F1 change) into `spanqa_backends.json`, which `backend="auto"`
 chooses from (see `spanqa.backends`).
@@ -13,12 +14,16 @@ import dataclasses
 import shutil
 import tempfile
 import time
+from importlib import resources
 from pathlib import Path
+
+import numpy as np
 
 from spanqa.artifacts import ONNX_FILE, BackendMeasurement, BackendTable
 from spanqa.data import load_examples
 from spanqa.errors import SpanqaError
 from spanqa.evaluation import evaluate
+from spanqa.features import build_features
 from spanqa.precision import cpu_has_native_bf16, cpu_signature
 from spanqa.reader import Reader, ReaderConfig, load_backend
 from spanqa.tokenization import input_names_for
@@ -26,11 +31,17 @@ from spanqa.tokenization import input_names_for
 FORMATS = ("onnx", "openvino", "torch", "all")
 RUNTIME_OF = {"onnx": "onnxruntime", "openvino": "openvino", "torch": "torch"}
 FORMAT_NAMES = {"onnx": "ONNX", "openvino": "OpenVINO", "all": "ONNX or OpenVINO"}
+CALIBRATION_WINDOWS = 300
+TRAIN_SAMPLE = str(resources.files("spanqa") / "assets" / "squad-v1.1-train-sample.json.gz")
 
 
-def export_reader(model: str, fmt: str, quantize: str, output: str) -> Path:
+def export_reader(model: str, fmt: str, quantize: str, output: str, calibration_data: str = TRAIN_SAMPLE) -> Path:
     """Write the exported reader to `output` (which must not hold files); `all` is not measured here
     (`measure_backends` does that).
+
+    Args:
+        calibration_data: questions whose windows calibrate OpenVINO int8 (`CALIBRATION_WINDOWS` of them);
+            best drawn from the data the reader will answer, never from what it is measured on.
 
     Raises:
         SpanqaError: an unknown format/quantization, an output folder that already holds files, or a reader
@@ -55,13 +66,14 @@ def export_reader(model: str, fmt: str, quantize: str, output: str) -> Path:
         reader.tokenizer.save_pretrained(stage)
         if fmt == "all":
             reader.model.save_pretrained(stage, safe_serialization=True)
-            _write_backends(reader, Path(tmp), stage)
+            _write_backends(reader, Path(tmp), stage, calibration_data)
             info = dataclasses.replace(reader.info, runtime="torch", quantize="none", exported_from=model)
         else:
-            _write_format(reader, fmt, quantize, Path(tmp), stage)
+            _write_format(reader, fmt, quantize, Path(tmp), stage, calibration_data)
             info = dataclasses.replace(
                 reader.info, runtime=RUNTIME_OF[fmt], quantize=quantize, exported_from=model,
-                default_precision="int8" if fmt == "torch" else reader.info.default_precision,
+                default_precision="int8" if fmt == "torch" or (fmt, quantize) == ("openvino", "int8")
+                else reader.info.default_precision,
             )
         info.save(stage)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -71,7 +83,20 @@ def export_reader(model: str, fmt: str, quantize: str, output: str) -> Path:
     return out
 
 
-def _write_format(reader: Reader, fmt: str, quantize: str, tmp: Path, folder: Path) -> None:
+def calibration_feeds(reader: Reader, data: str, count: int = CALIBRATION_WINDOWS) -> list[dict[str, np.ndarray]]:
+    """The model inputs of the first `count` windows of `data`'s questions, one window per feed."""
+    dataset = load_examples(data)
+    features = build_features(dataset.examples[:count], reader.tokenizer, reader.data)
+    names, pad = input_names_for(reader.tokenizer, reader.model), reader.tokenizer.pad_token_id or 0
+    feeds = []
+    for row in range(min(count, len(features.example_index))):
+        batch = features.pad(np.array([row]), pad)
+        feeds.append({k: np.asarray(batch[k], dtype=np.int64) for k in names if k in batch})
+    return feeds
+
+
+def _write_format(reader: Reader, fmt: str, quantize: str, tmp: Path, folder: Path,
+                  calibration_data: str = TRAIN_SAMPLE) -> None:
     """One backend's files into `folder`."""
     if fmt == "torch":
         reader.model.save_pretrained(folder, safe_serialization=True)
@@ -84,7 +109,8 @@ def _write_format(reader: Reader, fmt: str, quantize: str, tmp: Path, folder: Pa
     if fmt == "openvino":
         from spanqa.models.openvino_model import convert_openvino
 
-        convert_openvino(raw, folder, quantize)
+        calibration = calibration_feeds(reader, calibration_data) if quantize == "int8" else ()
+        convert_openvino(raw, folder, quantize, calibration)
         return
     from spanqa.models.onnx_model import optimize_onnx, quantize_int8
 
@@ -110,14 +136,14 @@ def backend_variants() -> list[tuple[str, str, str]]:
     return variants
 
 
-def _write_backends(reader: Reader, tmp: Path, stage: Path) -> None:
+def _write_backends(reader: Reader, tmp: Path, stage: Path, calibration_data: str) -> None:
     fmt_of = {"onnxruntime": "onnx", "openvino": "openvino"}
     for backend, precision, path in backend_variants():
         folder = stage / path
         if path == "." or folder.exists():
             continue
         folder.mkdir(parents=True)
-        _write_format(reader, fmt_of[backend], "int8" if precision == "int8" else "none", tmp, folder)
+        _write_format(reader, fmt_of[backend], "int8" if precision == "int8" else "none", tmp, folder, calibration_data)
 
 
 def measure_backends(folder: str, data: str, max_samples: int, config: ReaderConfig = ReaderConfig(),

@@ -31,7 +31,7 @@ from spanqa.inference import model_device, predict_windows
 from spanqa.models.hub import load_tokenizer, resolve_model_path
 from spanqa.models.reader_model import load_qa_model
 from spanqa.passages import pool
-from spanqa.precision import resolve_precision
+from spanqa.precision import cpu_has_native_bf16, resolve_precision
 from spanqa.tokenization import input_names_for
 
 log = logging.getLogger(__name__)
@@ -164,8 +164,9 @@ class Reader:
     @property
     def autocast_precision(self) -> str:
         """What to autocast to: nothing when the weights already are bf16 (CPU bf16 inference)."""
-        weights = next(self.model.parameters()).dtype if hasattr(self.model, "parameters") else torch.float32
-        return "fp32" if weights == torch.bfloat16 else self.precision
+        if not hasattr(self.model, "parameters"):
+            return "fp32"  # another engine: its precision is compiled in
+        return "fp32" if next(self.model.parameters()).dtype == torch.bfloat16 else self.precision
 
     @property
     def device(self) -> torch.device:
@@ -304,8 +305,11 @@ def load_backend(folder: Path, backend: str, precision: str, device: torch.devic
     if backend == "openvino":
         from spanqa.models.openvino_model import OPENVINO_FILE, OpenVinoQAModel
 
-        hint = "bf16" if precision == "bf16" else "fp32"  # bf16 by choice, or by auto within the guard
-        return OpenVinoQAModel(folder / OPENVINO_FILE, hint), hint
+        # bf16 by choice, or by auto within the guard; an int8 graph runs what is not int8 in bf16 where the
+        # CPU has bf16 units
+        bf16 = precision == "bf16" or (precision == "int8" and cpu_has_native_bf16())
+        model = OpenVinoQAModel(folder / OPENVINO_FILE, "bf16" if bf16 else "fp32")
+        return model, "int8" if precision == "int8" else model.precision
     model = load_qa_model(str(folder)).to(device).eval()
     precision = resolve_precision(precision, device) if precision != "int8" else precision
     if precision == "bf16" and device.type == "cpu":

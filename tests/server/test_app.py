@@ -336,3 +336,32 @@ def test_metrics_keep_counting_past_the_batchers_recent_sizes():
         batcher._record(2, 0.0)
     text = metrics.render(batcher).decode()
     assert "spanqa_questions_total 2010.0" in text and "spanqa_batch_questions_count 1005.0" in text
+
+
+def test_heavy_passes_are_spaced_out_while_small_requests_wait():
+    """Two large requests bank credit at the same rate; their questions must not fill back-to-back passes."""
+    passes = []
+
+    def answer_batch(pairs, top_k):
+        time.sleep(0.002)
+        passes.append({q[0] for q, _ in pairs})  # "b": a 10-window question, "s": a one-window one
+        return [[q] for q, _ in pairs]
+
+    async def scenario():
+        batcher = MicroBatcher(answer_batch, max_batch_size=32, max_wait_ms=1, max_batch_windows=16)
+        big_done = asyncio.Event()
+
+        async def small(i):
+            while not big_done.is_set():
+                await batcher.submit([(f"s{i}", "c")], 1, costs=[1])
+
+        smalls = [asyncio.create_task(small(i)) for i in range(6)]
+        await asyncio.gather(*(batcher.submit([(f"b{n}{i}", "c") for i in range(4)], 1, costs=[10] * 4)
+                               for n in "xy"))
+        big_done.set()
+        await asyncio.gather(*smalls)
+        await batcher.stop()
+
+    asyncio.run(scenario())
+    heavy = ["b" in p for p in passes]
+    assert sum(heavy) == 8 and not any(a and b for a, b in zip(heavy, heavy[1:]))

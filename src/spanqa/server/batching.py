@@ -15,6 +15,11 @@ each earns 32 // 31 = 1 window per pass, so every pass answers the 30 small ones
 banks credit, sending a 20-window question once it has earned it (or alone, when it is the closest); the
 small requests wait one pass, not three 20-window ones.
 
+Heavy passes are spaced out: a question costing more than the pass's fair share (20 windows above) does not
+go in the pass right after one that held such a question while lighter questions wait. Two large requests
+bank credit at the same rate and would otherwise send back-to-back heavy passes, doubling what a small
+request waits behind them.
+
 A batch that fails is retried question by question, so a bad question fails its own request only.
 """
 
@@ -70,6 +75,7 @@ class MicroBatcher:
         self.arrived = asyncio.Event()
         self.stats = BatchStats()
         self._worker: asyncio.Task | None = None
+        self._heavy_last = False  # the last pass held a question costing more than its fair share
 
     def start(self) -> None:
         if self._worker is None:
@@ -117,6 +123,8 @@ class MicroBatcher:
         share = max(1, self.max_batch_windows // len(jobs))
         for job in jobs:
             job.credit = min(job.credit + share, max(self.max_batch_windows, job.costs[job.next]))
+        # after a heavy pass, heavy questions wait one pass while anything lighter waits
+        light_only = self._heavy_last and any(job.costs[job.next] <= share for job in jobs)
         picked, windows, progressed = [], 0, True
         while progressed and len(picked) < self.max_batch_size:
             progressed = False
@@ -124,7 +132,7 @@ class MicroBatcher:
                 if job.next == len(job.pairs) or len(picked) == self.max_batch_size:
                     continue
                 cost = job.costs[job.next]
-                if cost > job.credit or windows + cost > self.max_batch_windows:
+                if cost > job.credit or windows + cost > self.max_batch_windows or (light_only and cost > share):
                     continue
                 picked.append((job, job.next))
                 job.next, job.credit, windows, progressed = job.next + 1, job.credit - cost, windows + cost, True
@@ -133,6 +141,7 @@ class MicroBatcher:
             picked.append((job, job.next))
             job.credit -= job.costs[job.next]
             job.next += 1
+        self._heavy_last = any(job.costs[i] > share for job, i in picked)
         served = {id(job) for job, _ in picked}  # rotate: whoever was served goes behind whoever waited
         self.active.sort(key=lambda job: id(job) in served)
         return picked
