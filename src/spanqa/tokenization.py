@@ -97,11 +97,15 @@ def plain_backend(tokenizer):
 
 
 def input_names_for(tokenizer, model=None) -> list[str]:
-    """The tensors to feed: the tokenizer's `model_input_names`, plus `token_type_ids` when the model uses
-    segments whatever the tokenizer's list says (transformers 5 leaves them out of ALBERT's and XLNet's lists,
-    and a folder whose tokenizer_config names PreTrainedTokenizerFast loses them too)."""
+    """The tensors to feed: the tokenizer's `model_input_names`, with `token_type_ids` decided by the model when
+    one is given: fed when it uses segments, whatever the tokenizer's list says (transformers 5 leaves them out
+    of ALBERT's and XLNet's lists, and a folder whose tokenizer_config names PreTrainedTokenizerFast loses them
+    too), and not fed when it has one segment type or none (DeBERTa-v3's tokenizer lists them)."""
     names = [n for n in getattr(tokenizer, "model_input_names", ["input_ids", "attention_mask"]) if n in MODEL_INPUTS]
-    if model is not None and "token_type_ids" not in names and uses_segments(model):
+    if model is None:
+        return names
+    names = [n for n in names if n != "token_type_ids"]
+    if uses_segments(model):
         names.insert(1, "token_type_ids")
     return names
 

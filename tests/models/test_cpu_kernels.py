@@ -61,5 +61,8 @@ def test_the_log_claims_faster_attention_only_where_the_family_took_it():
     from spanqa.models.cpu_kernels import use_fast_cpu_training
 
     small = dict(vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
-    assert "attention" in use_fast_cpu_training(BertForQuestionAnswering(BertConfig(**small)))
-    assert "attention" not in use_fast_cpu_training(DebertaV2ForQuestionAnswering(DebertaV2Config(**small)))
+    bert = use_fast_cpu_training(BertForQuestionAnswering(BertConfig(**small)))
+    assert bert == ["7 Dropout -> FastDropout (a quarter of the random draws)",
+                    "2 BertSelfAttention: attention function -> spanqa_cpu (SDPA, dropout with those masks)"]
+    deberta = use_fast_cpu_training(DebertaV2ForQuestionAnswering(DebertaV2Config(**small)))
+    assert len(deberta) == 1 and "attention" not in deberta[0]  # its attention is not pluggable: not claimed

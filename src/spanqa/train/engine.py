@@ -134,7 +134,7 @@ def fit(settings: Settings, run: Run, task: Task) -> dict:
     if acc.device.type == "cpu":
         changed = use_fast_cpu_training(model)
         if changed and run.main:
-            log.info("CPU training kernels: faster dropout masks for %s", " and ".join(changed))
+            log.info("CPU training kernels replaced: %s", "; ".join(changed))
     steps_per_epoch, total = plan_steps(len(task.data), optim, acc.num_processes)
     plan = StepPlan(total, optim.warmup_ratio)
     optimizer = build_optimizer(
