@@ -147,7 +147,7 @@ def _model_folder(model: str, tmp: str) -> str:
     """A folder every side loads: a reader folder as is; an alias saved with a fresh span head."""
     if Path(model, "config.json").exists():
         return model
-    reader = Reader.load(model, device="cpu", precision="fp32")
+    reader = Reader.load(model, device="cpu", precision="fp32", allow_untrained_head=True)  # speed only
     torch.manual_seed(0)
     reader.model.save_pretrained(f"{tmp}/model")
     reader.tokenizer.save_pretrained(f"{tmp}/model")
@@ -206,11 +206,12 @@ def _mfu(reader: Reader, dataset, rows, cpu: dict) -> dict:
     feats = build_features(dataset.examples, reader.tokenizer, reader.data)
     cfg, n = reader.model.config, nonembedding_params(reader.model)
     flops = sum(2 * n * t + 4 * cfg.num_hidden_layers * t * t * cfg.hidden_size for t in feats.lengths.tolist())
-    rates = matmul_rates(cpu["native_bf16"])
+    rates = matmul_rates(cpu["native_bf16"], int8=True)
     out = {"matmul_gflops": rates, "windows": len(feats)}
     for name, r in rows.items():
         gflops = flops * r["questions_per_second"] / len(dataset) / 1e9
-        kind = "bf16" if r["precision"] == "bf16" and rates["bf16"] else "fp32"
+        precision = "int8" if name.endswith("int8") else r["precision"]  # torch int8 autocasts as fp32
+        kind = precision if rates.get(precision) else "fp32"  # int8 paths: against the int8 matmul rate
         out[name] = {"useful_gflops": gflops, "mfu": gflops / rates[kind]}
         print(f"  {name:>10}: {gflops:.0f} useful GFLOP/s = {gflops / rates[kind]:.1%} of the {kind} matmul peak")
     return out
