@@ -98,3 +98,24 @@ def test_a_recipe_names_what_fetch_takes():
     models, datasets, vectors = recipe_names(read_recipe("recipes/roberta-base-squad2.yaml"))
     assert models == ["roberta-base"] and datasets == ["squad_v2"] and vectors == []
     assert recipe_names({"model": "bidaf", "embeddings": "glove-6b-50d", "train_data": V1})[1:] == ([], ["glove-6b-50d"])
+
+
+@pytest.mark.parametrize("name", ["runs/does-not-exist", "./model", "a/b/c", "~/no-such-model-here"])
+def test_a_name_that_looks_like_a_path_never_asks_the_hub(tmp_path, monkeypatch, capsys, name):
+    """A mistyped path fails at once, naming the current directory, with the hub reachable or not."""
+    import spanqa.bundle
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+
+    def no_hub(*args, **kwargs):
+        raise AssertionError("asked the hub about a path")
+
+    monkeypatch.setattr(spanqa.bundle, "hub_unavailable", no_hub)
+    monkeypatch.setattr("spanqa.models.hub.hub_unavailable", no_hub)
+    monkeypatch.setattr("spanqa.models.hub.from_bundle", no_hub)
+    t0 = time.perf_counter()
+    assert main(["ask", "--model", name, "--question", "Who?", "--context", "Ada wrote it."]) == 2
+    err = capsys.readouterr().err
+    assert f"{name}: no such model folder (relative paths start at {tmp_path})" in err
+    assert time.perf_counter() - t0 < 2

@@ -1,6 +1,7 @@
 """The `spanqa` command: evaluate, data stats, quickstart; bad input is one paragraph and exit 2."""
 
 import json
+import time
 
 import pytest
 from conftest import FIXTURES
@@ -130,3 +131,19 @@ def test_every_subcommand_prints_its_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])
     assert exit_info.value.code == 0 and "usage: spanqa" in capsys.readouterr().out
+
+
+def test_help_answers_fast_without_importing_torch_or_the_web_stack():
+    """`spanqa --help` and every subcommand's help build the parser only: no torch, transformers or FastAPI."""
+    import subprocess
+    import sys
+
+    probe = ("import sys; from spanqa.cli import build_parser; build_parser(); "
+             "print(sorted(m for m in ('torch', 'transformers', 'fastapi', 'openvino') if m in sys.modules))")
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+    for command in ([], ["train"], ["serve"], ["export"], ["pretrain"], ["slurm"]):
+        t0 = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "spanqa.cli", *command, "--help"], capture_output=True, text=True)
+        seconds = time.perf_counter() - t0
+        assert done.returncode == 0 and "usage: spanqa" in done.stdout
+        assert seconds < 1.5, (command, seconds)

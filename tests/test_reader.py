@@ -161,3 +161,24 @@ def test_segment_ids_reach_a_model_built_for_them_whatever_the_tokenizer_lists(f
         typed = model(**enc).start_logits
         untyped = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).start_logits
     assert not torch.allclose(typed, untyped)  # the segment ids change the logits: dropping them was a real loss
+
+
+def test_an_encoder_without_a_trained_span_head_is_refused_unless_allowed(tmp_path, wordpiece, caplog, capsys):
+    """An encoder folder loads as a QA model with a span head initialised at load: random answers dressed as a
+    reader's. The Python API and the CLI refuse it; --allow-untrained-head runs it with a warning."""
+    import logging
+
+    from transformers import BertConfig, BertModel
+
+    BertModel(BertConfig(vocab_size=len(wordpiece), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=64)).save_pretrained(tmp_path)
+    wordpiece.save_pretrained(tmp_path)
+    with pytest.raises(SpanqaError, match=r"span head \(qa_outputs\) was initialised at load"):
+        Reader.load(str(tmp_path), precision="fp32")
+    with caplog.at_level(logging.WARNING, logger="spanqa.reader"):
+        reader = Reader.load(str(tmp_path), precision="fp32", allow_untrained_head=True)
+    assert "running it anyway" in caplog.text and reader.answer("Who wrote it?", "Ada wrote it.")
+    assert main(["ask", "--model", str(tmp_path), "--question", "Who?", "--context", "Ada wrote it."]) == 2
+    assert "--allow-untrained-head" in capsys.readouterr().err
+    assert main(["ask", "--model", str(tmp_path), "--question", "Who?", "--context", "Ada wrote it.",
+                 "--allow-untrained-head"]) == 0

@@ -14,10 +14,10 @@ Worked example: onnxruntime int8 at 410 q/s with F1 -1.4, openvino fp32 at 260 q
 from __future__ import annotations
 
 from spanqa.artifacts import BackendMeasurement, BackendTable
+from spanqa.config import BACKEND_CHOICES  # noqa: F401 - re-exported
 from spanqa.errors import SpanqaError
 from spanqa.precision import cpu_signature
 
-BACKEND_CHOICES = ("auto", "torch", "onnxruntime", "openvino")
 F1_GUARD = {"fp32": 0.1, "bf16": 0.3, "int8": 1.0}
 
 

@@ -186,9 +186,10 @@ def _task(name: str):
     """(settings class, build) of a training subcommand."""
     import importlib
 
+    from spanqa.tasks import settings
+
     module_name, settings_name, _ = TASKS[name]
-    module = importlib.import_module(module_name)
-    return getattr(module, settings_name), module.build
+    return getattr(settings, settings_name), importlib.import_module(module_name).build
 
 
 def cmd_task(args: argparse.Namespace) -> int:
@@ -237,7 +238,9 @@ def _push_parser(sub) -> None:
 
 def _task_parser(name: str):
     def add(sub) -> None:
-        settings_cls, _ = _task(name)
+        from spanqa.tasks import settings
+
+        settings_cls = getattr(settings, TASKS[name][1])
         p = sub.add_parser(name, help=TASKS[name][2])
         p.add_argument("--config", help=f"YAML recipe: a flat mapping of the settings below (command: {name})")
         if name == "train":  # read by task_aliases before parsing; here for --help
@@ -339,7 +342,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _reader_args(p) -> None:
-    from spanqa.reader import ReaderConfig
+    from spanqa.config import ReaderConfig
 
     p.add_argument("--model", required=True, help="a reader folder from `spanqa train`, a hub QA model or an alias")
     add_dataclass_args(p, ReaderConfig)
@@ -370,7 +373,7 @@ def _ask_parser(sub) -> None:
 
 
 def _serve_parser(sub) -> None:
-    from spanqa.server.app import ServeConfig
+    from spanqa.server.config import ServeConfig
 
     p = sub.add_parser("serve", help="HTTP API and web page over a reader")
     _reader_args(p)
@@ -385,7 +388,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     calibration = asset("squad-v1.1-train-sample.json.gz") if args.calibration_data == "sample" else args.calibration_data
     out = export_reader(args.model, args.format, args.quantize, args.output, calibration)
-    print(f"spanqa: wrote {args.format} reader ({args.quantize}) to {out}", file=sys.stderr)
+    what = {"onnx": "an ONNX Runtime", "openvino": "an OpenVINO", "torch": "a torch", "all": "a"}[args.format]
+    kind = "reader with every backend (torch, ONNX Runtime, OpenVINO)" if args.format == "all" else \
+        f"reader ({'int8' if args.quantize == 'int8' else 'fp32'})"
+    print(f"spanqa: wrote {what} {kind} to {out}", file=sys.stderr)
     if args.eval_data == "none":
         if args.format == "all":
             print("spanqa: not measured (--eval-data none): --backend auto will run its torch weights",

@@ -138,3 +138,55 @@ def read_recipe(path: str | Path) -> dict[str, Any]:
     if not isinstance(recipe, dict):
         raise SpanqaError(f"{path}: expected a mapping of settings, got {type(recipe).__name__}.")
     return recipe
+
+
+BACKEND_CHOICES = ("auto", "torch", "onnxruntime", "openvino")
+
+
+READER_PRECISIONS = ("auto", "bf16", "fp16", "fp32", "int8")
+
+
+@dataclass(frozen=True)
+class ReaderConfig:
+    """How a reader runs. Fields left at None take the reader folder's own settings (as trained).
+
+    `predict`, `ask`, `serve` and `export` take these as flags; `Reader.load(path, config)` as a value.
+    """
+
+    device: str = _f("", "cpu, cuda, cuda:1 ... (default: CUDA when available)")
+    backend: str = _f("auto", "auto (the fastest backend measured on this CPU within the accuracy guard, for a "
+                              "folder from `spanqa export --format all`; else the folder's own), torch, "
+                              "onnxruntime or openvino")
+    precision: str = _f("auto", "auto (bf16 where the hardware has bf16 units), bf16, fp16 (GPU), fp32, "
+                                "int8 (dynamic int8 Linear layers, CPU)")
+    batch_size: int = _f(32, "windows per forward pass")
+    allow_null: bool | None = _f(None, "may answer 'no answer' (SQuAD v2); default: as the reader was trained "
+                                       "(a plain hub QA model: no)")
+    null_score_diff_threshold: float | None = _f(None, "answer 'no answer' when the null score minus the best "
+                                                       "span score is above this (default: tuned at training, else 0)")
+    max_seq_length: int | None = _f(None, "tokens per window (default: as trained)")
+    doc_stride: int | None = _f(None, "context tokens shared by consecutive windows (default: as trained)")
+    max_query_length: int | None = _f(None, "question tokens kept (default: as trained)")
+    n_best_size: int | None = _f(None, "answers kept per question (default: as trained)")
+    max_answer_length: int | None = _f(None, "longest answer in tokens (default: as trained)")
+    allow_untrained_head: bool = _f(False, "run a model whose span head is initialised at load (an encoder, not a "
+                                           "reader: random answers); refused otherwise")
+
+    def __post_init__(self) -> None:
+        if self.precision not in READER_PRECISIONS:
+            raise SpanqaError(f"--precision {self.precision}: expected one of {', '.join(READER_PRECISIONS)}.")
+        if self.batch_size < 1:
+            raise SpanqaError(f"--batch-size {self.batch_size}: must be at least 1.")
+        if self.backend not in BACKEND_CHOICES:
+            raise SpanqaError(f"--backend {self.backend}: expected one of {', '.join(BACKEND_CHOICES)}.")
+
+    def resolve(self, info) -> tuple[DataConfig, DecodeConfig, bool]:
+        """(window settings, decode settings, allow_null): the folder's, with this config's fields on top."""
+        return (_override(info.data, self), _override(info.decode, self),
+                info.version_2_with_negative if self.allow_null is None else self.allow_null)
+
+
+def _override(base, config: ReaderConfig):
+    """`base` (a DataConfig or DecodeConfig) with the fields `config` sets (not None)."""
+    given = {f.name: getattr(config, f.name) for f in dataclasses.fields(base) if getattr(config, f.name) is not None}
+    return dataclasses.replace(base, **given)

@@ -21,67 +21,21 @@ from pathlib import Path
 import torch
 
 from spanqa.artifacts import ONNX_FILE, WEIGHTS_FILE, BackendTable, ClassifierInfo, EncoderInfo, ReaderInfo
-from spanqa.backends import BACKEND_CHOICES, choose
-from spanqa.config import DataConfig, DecodeConfig, _f
+from spanqa.backends import choose
+from spanqa.config import READER_PRECISIONS, DataConfig, DecodeConfig, ReaderConfig  # noqa: F401 - re-exported
 from spanqa.data import Example
 from spanqa.decode import Prediction
 from spanqa.errors import SpanqaError
 from spanqa.features import Features, build_features, count_windows
 from spanqa.inference import model_device, predict_windows
 from spanqa.models.hub import load_tokenizer, resolve_model_path
-from spanqa.models.reader_model import load_qa_model
+from spanqa.models.families import guard_family
+from spanqa.models.reader_model import load_qa_model, span_head, untrained_head
 from spanqa.passages import pool
 from spanqa.precision import cpu_has_native_bf16, resolve_precision
 from spanqa.tokenization import input_names_for
 
 log = logging.getLogger(__name__)
-READER_PRECISIONS = ("auto", "bf16", "fp16", "fp32", "int8")
-
-
-@dataclass(frozen=True)
-class ReaderConfig:
-    """How a reader runs. Fields left at None take the reader folder's own settings (as trained).
-
-    `predict`, `ask`, `serve` and `export` take these as flags; `Reader.load(path, config)` as a value.
-    """
-
-    device: str = _f("", "cpu, cuda, cuda:1 ... (default: CUDA when available)")
-    backend: str = _f("auto", "auto (the fastest backend measured on this CPU within the accuracy guard, for a "
-                              "folder from `spanqa export --format all`; else the folder's own), torch, "
-                              "onnxruntime or openvino")
-    precision: str = _f("auto", "auto (bf16 where the hardware has bf16 units), bf16, fp16 (GPU), fp32, "
-                                "int8 (dynamic int8 Linear layers, CPU)")
-    batch_size: int = _f(32, "windows per forward pass")
-    allow_null: bool | None = _f(None, "may answer 'no answer' (SQuAD v2); default: as the reader was trained "
-                                       "(a plain hub QA model: no)")
-    null_score_diff_threshold: float | None = _f(None, "answer 'no answer' when the null score minus the best "
-                                                       "span score is above this (default: tuned at training, else 0)")
-    max_seq_length: int | None = _f(None, "tokens per window (default: as trained)")
-    doc_stride: int | None = _f(None, "context tokens shared by consecutive windows (default: as trained)")
-    max_query_length: int | None = _f(None, "question tokens kept (default: as trained)")
-    n_best_size: int | None = _f(None, "answers kept per question (default: as trained)")
-    max_answer_length: int | None = _f(None, "longest answer in tokens (default: as trained)")
-
-    def __post_init__(self) -> None:
-        if self.precision not in READER_PRECISIONS:
-            raise SpanqaError(f"--precision {self.precision}: expected one of {', '.join(READER_PRECISIONS)}.")
-        if self.batch_size < 1:
-            raise SpanqaError(f"--batch-size {self.batch_size}: must be at least 1.")
-        if self.backend not in BACKEND_CHOICES:
-            raise SpanqaError(f"--backend {self.backend}: expected one of {', '.join(BACKEND_CHOICES)}.")
-
-    def resolve(self, info: ReaderInfo) -> tuple[DataConfig, DecodeConfig, bool]:
-        """(window settings, decode settings, allow_null): the folder's, with this config's fields on top."""
-        return (_override(info.data, self), _override(info.decode, self),
-                info.version_2_with_negative if self.allow_null is None else self.allow_null)
-
-
-def _override(base, config: ReaderConfig):
-    """`base` (a DataConfig or DecodeConfig) with the fields `config` sets (not None)."""
-    given = {f.name: getattr(config, f.name) for f in dataclasses.fields(base) if getattr(config, f.name) is not None}
-    return dataclasses.replace(base, **given)
-
-
 @dataclass(frozen=True)
 class ReaderAnswer:
     """One answer to a question.
@@ -143,6 +97,7 @@ class Reader:
         model, precision, backend, why = _load_model(Path(path), info, device, precision, config.backend)
         if why:
             log.info("backend %s", why)
+        _check_head(model, str(path_or_name), config.allow_untrained_head)
         reader = cls.from_model(model, load_tokenizer(path), info, dataclasses.replace(config, precision=precision),
                                 name=str(path_or_name))
         return dataclasses.replace(reader, backend=backend, backend_reason=why)
@@ -158,6 +113,8 @@ class Reader:
         if precision == "auto":
             precision = resolve_precision("auto", model_device(model))
         data, decode, allow_null = config.resolve(info)
+        if isinstance(model, torch.nn.Module):
+            guard_family(model, data.max_seq_length)
         return cls(model=model, tokenizer=tokenizer, data=data, decode=decode, allow_null=allow_null,
                    precision=precision, name=name, info=info, batch_size=config.batch_size)
 
@@ -273,6 +230,20 @@ def _refuse_other_models(folder: Path, name) -> None:
                               f"make a reader of it with: spanqa train --model {name} --train-data ...")
 
 
+def _check_head(model, name: str, allowed: bool) -> None:
+    """Refuse (or, when allowed, warn about) a model whose span head was initialised at load: it answers at
+    random, as if it were a reader."""
+    head = untrained_head(model) if isinstance(model, torch.nn.Module) else ""
+    if not head:
+        return
+    why = (f"{name}: its span head ({head}) was initialised at load: this is an encoder without a trained reader "
+           "head, and its answers would be random")
+    if not allowed:
+        raise SpanqaError(f"{why}. Fine-tune it into a reader first (spanqa train --model {name} ...), or pass "
+                          "--allow-untrained-head (allow_untrained_head=True) to run it anyway.")
+    log.warning("%s; running it anyway (--allow-untrained-head).", why)
+
+
 def _load_model(folder: Path, info: ReaderInfo, device: torch.device, precision: str, backend: str):
     """(model, precision to run it in, backend, why it was chosen or ""): see `spanqa.backends`.
 
@@ -330,16 +301,6 @@ class _Float32Head(torch.nn.Module):
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.head(hidden.float())
-
-
-def span_head(model: torch.nn.Module) -> tuple[str, torch.nn.Linear] | None:
-    """(dotted name, layer) of the layer that makes the start/end logits: the last Linear with 2 outputs
-    (`qa_outputs` for most families, ModernBERT's `classifier`, BigBird's `qa_classifier.qa_outputs`)."""
-    found = None
-    for name, module in model.named_modules():
-        if isinstance(module, torch.nn.Linear) and module.out_features == 2:
-            found = (name, module)
-    return found
 
 
 def bf16_weights(model: torch.nn.Module) -> torch.nn.Module:

@@ -75,12 +75,23 @@ def write_json_atomic(path: str | Path, obj: Any, indent: int | None = 2) -> Non
     write_text_atomic(path, json.dumps(obj, indent=indent, ensure_ascii=False) + "\n")
 
 
+def file_mode() -> int:
+    """The mode a plain `open(path, "w")` would give a new file under this process's umask (0644 under 022)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write `text` to a temporary file beside `path`, fsync it, then rename it over `path`."""
+    """Write `text` to a temporary file beside `path`, fsync it, then rename it over `path`.
+
+    The file gets the umask's mode, as `open` would give it (mkstemp's own 0600 would hide results from the
+    colleagues a shared cluster folder is for)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.fchmod(fd, file_mode())
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()

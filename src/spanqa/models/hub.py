@@ -31,7 +31,8 @@ def resolve_model_path(name: str | Path) -> str:
     if Path(name).expanduser().exists():
         return str(Path(name).expanduser())
     if not looks_like_hub_name(name):
-        raise SpanqaError(f"{name}: no such model folder.")
+        raise SpanqaError(f"{name}: no such model folder (relative paths start at {Path.cwd()}); a name that looks "
+                          "like a path is never looked up on the hub.")
     bundled = from_bundle("model", name)
     if bundled is not None:
         return str(bundled)
@@ -45,9 +46,11 @@ def resolve_model_path(name: str | Path) -> str:
 
 
 def looks_like_hub_name(name: str) -> bool:
-    """NAME or ORG/NAME that is not a local path (hub names have at most one '/', and no leading . / ~)."""
-    return bool(name) and not name.startswith((".", "/", "~")) and name.count("/") <= 1 and \
-        not Path(name).expanduser().exists()
+    """NAME or ORG/NAME that is not a local path: hub names have at most one '/', no leading . / ~, and an ORG
+    that is not a folder here (`runs/typo` is a mistyped path, not the hub's user "runs")."""
+    if not name or name.startswith((".", "/", "~")) or name.count("/") > 1 or Path(name).expanduser().exists():
+        return False
+    return "/" not in name or not Path(name).parent.is_dir()
 
 
 def _cached_snapshot(name: str) -> str:

@@ -20,7 +20,29 @@ def load_qa_model(name: str, config_overrides: dict | None = None) -> torch.nn.M
     from spanqa.models.recurrent import register
 
     register()  # recurrent reader folders (BiDAF, LSTM baseline) load through the same Auto class
-    return load_model("AutoModelForQuestionAnswering", name, "a question-answering model", config_overrides)
+    model, info = load_model("AutoModelForQuestionAnswering", name, "a question-answering model", config_overrides,
+                             output_loading_info=True)
+    model.spanqa_untrained_head = untrained_head(model, info.get("missing_keys", ()))
+    return model
+
+
+def span_head(model: torch.nn.Module) -> tuple[str, torch.nn.Linear] | None:
+    """(dotted name, layer) of the layer that makes the start/end logits: the last Linear with 2 outputs
+    (`qa_outputs` for most families, ModernBERT's `classifier`, BigBird's `qa_classifier.qa_outputs`)."""
+    found = None
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) and module.out_features == 2:
+            found = (name, module)
+    return found
+
+
+def untrained_head(model: torch.nn.Module, new_weights=()) -> str:
+    """The span head's name when it is among `new_weights` (initialised at load: the folder is an encoder, not a
+    reader); "" otherwise. Without `new_weights`: what `load_qa_model` found (`spanqa_untrained_head`)."""
+    if not new_weights:
+        return getattr(model, "spanqa_untrained_head", "")
+    head = span_head(model)
+    return head[0] if head is not None and any(k.startswith(head[0] + ".") for k in new_weights) else ""
 
 
 def model_inputs(batch: dict, input_names: list[str], device: torch.device) -> dict[str, torch.Tensor]:

@@ -280,9 +280,10 @@ class RecurrentReader(PreTrainedModel):
     @classmethod
     def from_pretrained(cls, *args, **kwargs) -> RecurrentReader:
         """Loading makes every weight trainable; the word vectors stay frozen as configured."""
-        model = super().from_pretrained(*args, **kwargs)
+        loaded = super().from_pretrained(*args, **kwargs)  # (model, loading info) with output_loading_info
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
         model.reader.embed.words.weight.requires_grad_(not model.config.freeze_embeddings)
-        return model
+        return loaded
 
     def _init_weights(self, module: nn.Module) -> None:
         """Keep torch's own initialisation (as the papers' code does); vectors come from `set_vocabulary`."""

@@ -12,7 +12,7 @@ import json
 import logging
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from importlib import resources
 from pathlib import Path
 
@@ -22,45 +22,14 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field, field_validator, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from spanqa.config import _f
 from spanqa.errors import SpanqaError
 from spanqa.server.batching import MicroBatcher
+from spanqa.server.config import ServeConfig
 
 
 log = logging.getLogger(__name__)
 NO_TEXT = ("context: the reader finds no text in it (no tokens: only spaces, zero-width characters or combining "
            "marks); send a passage with words")
-
-
-@dataclass(frozen=True)
-class ServeConfig:
-    """Server limits and batching."""
-
-    host: str = _f("127.0.0.1", "address to bind (127.0.0.1 keeps it local; 0.0.0.0 exposes it)")
-    port: int = _f(8000, "TCP port")
-    max_batch_size: int = _f(32, "questions per forward pass when requests are micro-batched")
-    max_wait_ms: float = _f(5.0, "how long the first request of a batch waits for company")
-    max_context_chars: int = _f(20000, "longest context accepted (413 above)")
-    max_question_chars: int = _f(1000, "longest question accepted (413 above)")
-    max_questions_per_request: int = _f(64, "items in one /v1/answer/batch request (413 above)")
-    max_passages: int = _f(64, "passages in one /v1/answer request with `contexts` (413 above)")
-    max_body_bytes: int = _f(1_000_000, "largest request body (413 above)")
-    max_top_k: int = _f(20, "largest top_k accepted")
-    max_queue: int = _f(256, "questions waiting for the model at most; more answer 503 with Retry-After")
-    max_windows_per_request: int = _f(512, "model windows one request may cost (a window is max_seq_length tokens; "
-                                           "413 above): the work budget, which characters only approximate")
-    max_batch_windows: int = _f(64, "windows per forward pass; large requests are split across passes, shared "
-                                    "round-robin with the others")
-    fair_scheduling: bool = _f(True, "share forward passes round-robin between requests (false: whole requests, "
-                                     "first come first served)")
-    request_timeout: float = _f(60.0, "seconds a request may wait for its answers (504 after)")
-    body_timeout: float = _f(10.0, "seconds a client may take to send its body (408 after)")
-    limit_concurrency: int = _f(64, "connections served at once; more answer 503 (uvicorn)")
-    timeout_keep_alive: int = _f(5, "seconds an idle keep-alive connection stays open (uvicorn)")
-    timeout_graceful_shutdown: int = _f(30, "on SIGTERM: refuse new work, finish in-flight requests for up to this "
-                                            "many seconds, then exit (uvicorn)")
-    show_model_path: bool = _f(False, "show the model's filesystem path in /v1/model and the page (default: its "
-                                      "folder name only)")
 
 
 def _not_blank(value: str | None) -> str | None:

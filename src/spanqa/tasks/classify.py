@@ -23,7 +23,6 @@ import torch.nn.functional as F
 
 from spanqa.artifacts import ClassifierInfo, numeric
 from spanqa.batching import PAD_ID, Ragged, sorted_batches
-from spanqa.config import _f
 from spanqa.data.io import iter_jsonl, read_text
 from spanqa.errors import SpanqaError
 from spanqa.inference import run_batches
@@ -31,28 +30,8 @@ from spanqa.models.hub import load_model, load_tokenizer
 from spanqa.models.reader_model import model_inputs
 from spanqa.tokenization import input_names_for
 from spanqa.train import outputs
-from spanqa.train.config import LengthConfig, Settings
+from spanqa.tasks.settings import ClassifyConfig, ClassifySettings
 from spanqa.train.engine import Run, Task, save_model_folder
-
-
-@dataclass(frozen=True)
-class ClassifyConfig:
-    """Which columns hold the text and the label."""
-
-    text_column: str = _f("sentence", "column with the (first) text")
-    text_pair_column: str = _f("", "column with the second text of a pair (empty: single sentences)")
-    label_column: str = _f("label", "column with the label (int or string)")
-    dataset_config: str = _f("", "configuration of a hub dataset (e.g. sst2 for nyu-mll/glue)")
-
-
-@dataclass(frozen=True)
-class ClassifySettings(Settings):
-    """`spanqa classify`: fine-tune an encoder with a sequence classification head."""
-
-    COMMAND = "classify"
-
-    data: LengthConfig
-    classify: ClassifyConfig
 
 
 @dataclass(frozen=True)

@@ -14,44 +14,20 @@ KL(p || q) = 0.881 ln(0.881/0.5) + 0.119 ln(0.119/0.5) = 0.499 - 0.171 = 0.3278.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from spanqa.config import _f
 from spanqa.errors import SpanqaError
 from spanqa.batching import sorted_batches
 from spanqa.inference import run_batches
 from spanqa.models.reader_model import mask_padding, model_inputs, span_loss
 
+from spanqa.tasks.settings import DistillConfig  # noqa: F401 - re-exported
+
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class DistillConfig:
-    """What to distil from, and how hard."""
-
-    teacher: str = _f("", "the teacher reader: a folder from `spanqa train`, a hub QA model")
-    student_layers: int = _f(0, "make the student from the teacher, keeping N evenly spaced layers (0 = use --model)")
-    temperature: float = _f(1.5, "softmax temperature for the soft targets")
-    distillation_loss_weight: float = _f(0.75, "weight of the soft (teacher) loss; 1 - weight goes to the gold spans")
-    cache_teacher_logits: bool = _f(True, "run the teacher once and memory-map its logits (no teacher per epoch)")
-    hidden_loss_weight: float = _f(0.0, "TinyBERT-style intermediate distillation: weight of the MSE between the "
-                                        "student's hidden states and the teacher's at mapped layers (same hidden "
-                                        "size; the teacher then runs every batch)")
-
-    def __post_init__(self) -> None:
-        if self.temperature <= 0:
-            raise SpanqaError(f"--temperature {self.temperature}: must be positive.")
-        if not 0 <= self.distillation_loss_weight <= 1:
-            raise SpanqaError(f"--distillation-loss-weight {self.distillation_loss_weight}: expected a number in [0, 1].")
-        if self.student_layers < 0:
-            raise SpanqaError(f"--student-layers {self.student_layers}: must be >= 0.")
-        if self.hidden_loss_weight < 0:
-            raise SpanqaError(f"--hidden-loss-weight {self.hidden_loss_weight}: must be >= 0.")
 
 
 def kd_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float,

@@ -21,10 +21,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -32,7 +30,6 @@ import torch.nn.functional as F
 
 from spanqa.artifacts import EncoderInfo, numeric
 from spanqa.batching import PAD_ID, Ragged, sorted_batches
-from spanqa.config import _f
 from spanqa.data.text import TokenizedCorpus, tokenize_corpus
 from spanqa.errors import SpanqaError
 from spanqa.inference import run_batches
@@ -40,47 +37,10 @@ from spanqa.models.hub import load_model, load_tokenizer
 from spanqa.tasks.masking import IGNORE, mask_tokens
 from spanqa.tokenization import PairTemplate, plain_backend
 from spanqa.train import outputs
-from spanqa.train.config import LengthConfig, Settings
+from spanqa.tasks.settings import PretrainConfig, PretrainSettings
 from spanqa.train.engine import Run, Task, save_model_folder
 
 log = logging.getLogger(__name__)
-INITS = ("random", "pretrained")
-
-
-@dataclass(frozen=True)
-class PretrainConfig:
-    """What to pretrain and how to mask."""
-
-    init_weights: str = _f("random", "random: a new model from --model's config (phase 1, from scratch); "
-                                     "pretrained: start from --model's weights (phase 2 from phase 1's output)")
-    tokenizer: str = _f("", "tokenizer folder, alias or hub name (default: --model's)")
-    next_sentence_prediction: bool = _f(True, "sentence pairs with the NSP head (BERT); false packs documents "
-                                              "into full sequences (RoBERTa)")
-    mlm_probability: float = _f(0.15, "share of tokens predicted (80% [MASK], 10% random, 10% unchanged)")
-    whole_word_masking: bool = _f(False, "mask all tokens of a word together")
-    short_seq_prob: float = _f(0.1, "NSP: share of pairs cut to a random shorter length (as BERT)")
-    cache_dir: str = _f("", "where tokenized corpora are cached as Arrow (default: $SPANQA_CACHE or ~/.cache/spanqa)")
-
-    def __post_init__(self) -> None:
-        if self.init_weights not in INITS:
-            raise SpanqaError(f"--init-weights {self.init_weights}: expected one of {', '.join(INITS)}.")
-        if not 0 < self.mlm_probability < 1:
-            raise SpanqaError(f"--mlm-probability {self.mlm_probability}: expected a number in (0, 1).")
-        if not 0 <= self.short_seq_prob <= 1:
-            raise SpanqaError(f"--short-seq-prob {self.short_seq_prob}: expected a number in [0, 1].")
-
-    def cache_folder(self) -> Path:
-        return Path(self.cache_dir or os.environ.get("SPANQA_CACHE") or Path.home() / ".cache" / "spanqa").expanduser() / "tokenized"
-
-
-@dataclass(frozen=True)
-class PretrainSettings(Settings):
-    """`spanqa pretrain`: masked-LM (+ NSP) pretraining of an encoder."""
-
-    COMMAND = "pretrain"
-
-    data: LengthConfig
-    pretrain: PretrainConfig
 
 
 @dataclass(frozen=True)

@@ -12,83 +12,28 @@ import dataclasses
 import logging
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from spanqa.artifacts import ReaderInfo, numeric
-from spanqa.config import DataConfig, DecodeConfig, _f
 from spanqa.data import QADataset, load_examples
 from spanqa.errors import SpanqaError
 from spanqa.evaluation import evaluate
 from spanqa.features import build_features
 from spanqa.models.hub import load_tokenizer
-from spanqa.models.reader_model import load_qa_model, model_inputs, span_loss
+from spanqa.models.families import guard_family
+from spanqa.models.reader_model import load_qa_model, model_inputs, span_loss, untrained_head
 from spanqa.reader import Reader, ReaderConfig
-from spanqa.tasks.distill import (DistillConfig, DistillObjective, TeacherLogits, check_same_tokenizer,
+from spanqa.tasks.distill import (DistillObjective, TeacherLogits, check_same_tokenizer,
                                   evenly_spaced, layer_map, shrink_layers)
-from spanqa.tasks.recurrent import RECURRENT_MODELS, RecurrentConfig, is_recurrent, new_reader
+from spanqa.tasks.recurrent import is_recurrent, new_reader
+from spanqa.tasks.settings import DistillConfig, DistillSettings, QAConfig, ReaderSettings  # noqa: F401 - re-exported
 from spanqa.tokenization import input_names_for
 from spanqa.train import outputs
-from spanqa.train.config import Settings
 from spanqa.train.engine import Run, Task, run_task, save_model_folder
 
 log = logging.getLogger(__name__)
-NULL_CHOICES = ("auto", "true", "false")
-
-
-@dataclass(frozen=True)
-class QAConfig:
-    """Whether the reader learns to say "no answer"."""
-
-    version_2_with_negative: str = _f("auto", "train for unanswerable questions: auto (from the data), true, false")
-
-    def __post_init__(self) -> None:
-        if self.version_2_with_negative not in NULL_CHOICES:
-            raise SpanqaError(f"--version-2-with-negative {self.version_2_with_negative}: expected auto, true or false.")
-
-
-@dataclass(frozen=True)
-class ReaderSettings(Settings):
-    """`spanqa train`: fine-tune an encoder into a reader, or train a recurrent reader (`recurrent` is set
-    only for --model bidaf / lstm-baseline)."""
-
-    COMMAND = "train"
-
-    data: DataConfig
-    decode: DecodeConfig
-    qa: QAConfig
-    recurrent: RecurrentConfig | None
-
-    @classmethod
-    def resolve(cls, recipe: dict, flags: dict):
-        """As `Settings.resolve`; recurrent settings only for a recurrent --model, which trains in fp32 under
-        --precision auto (LSTMs gain little from bf16 and lose resolution).
-
-        Raises:
-            SpanqaError: a recurrent-reader setting given for a transformer model.
-        """
-        settings = super().resolve(recipe, flags)
-        if is_recurrent(settings.run.model):
-            if settings.optim.precision == "auto":
-                settings = dataclasses.replace(settings, optim=dataclasses.replace(settings.optim, precision="fp32"))
-            return settings
-        given = {**recipe, **{k: v for k, v in flags.items() if v is not None}}
-        for f in dataclasses.fields(RecurrentConfig):
-            if f.name in given:
-                raise SpanqaError(f"--{f.name.replace('_', '-')}: a setting of recurrent readers (--model "
-                                  f"{' or '.join(RECURRENT_MODELS)}), not of {settings.run.model}.")
-        return dataclasses.replace(settings, recurrent=None)
-
-
-@dataclass(frozen=True)
-class DistillSettings(ReaderSettings):
-    """`spanqa distill`: a reader trained against a teacher's soft start/end distributions."""
-
-    COMMAND = "distill"
-
-    distill: DistillConfig
 
 
 class QALoss:
@@ -207,6 +152,7 @@ def build(settings: ReaderSettings, run: Run, command: str = "") -> Task:
     """The reader task for `settings` (a `DistillSettings` adds the teacher)."""
     train_set, dev_set = load_data(settings)
     model, tokenizer = _student(settings, train_set)
+    guard_family(model, settings.data.max_seq_length)
     allow_null = wants_null(settings, train_set, dev_set)
     features = build_features(train_set.examples, tokenizer, settings.data)
     _log_unlabelled(train_set.examples, features)
@@ -283,6 +229,10 @@ def _objective(settings: ReaderSettings, features, tokenizer, run: Run, student)
             log.info("distillation_loss_weight 0: the student trains on the gold spans only (no teacher run)")
         return QALoss(names)
     teacher = load_qa_model(distill.teacher).to(run.acc.device)
+    if untrained_head(teacher):
+        raise SpanqaError(f"--teacher {distill.teacher}: its span head ({untrained_head(teacher)}) was initialised at "
+                          "load: an encoder, not a trained reader; train it first (spanqa train).")
+    guard_family(teacher, settings.data.max_seq_length)
     if distill.hidden_loss_weight > 0 or not distill.cache_teacher_logits:
         layers = None
         if distill.hidden_loss_weight > 0:
