@@ -17,7 +17,9 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from spanqa.cli import main
 from spanqa.data import Example
 from spanqa.features import build_features
+from spanqa.inference import model_device
 from spanqa.models.reader_model import model_inputs
+from spanqa.precision import autocast
 from spanqa.reader import Reader
 from spanqa.tokenization import input_names_for
 
@@ -141,10 +143,10 @@ def _spanqa_logits(reader: Reader) -> tuple[dict, np.ndarray]:
     features = build_features([Example("0", QUESTION, CONTEXT)], reader.tokenizer, reader.data)
     assert len(features.example_index) == 1
     batch = features.pad(np.array([0]), reader.tokenizer.pad_token_id or 0)
-    inputs = model_inputs(batch, input_names_for(reader.tokenizer, reader.model), torch.device("cpu"))
-    with torch.no_grad():
+    inputs = model_inputs(batch, input_names_for(reader.tokenizer, reader.model), model_device(reader.model))
+    with torch.no_grad(), autocast(reader.autocast_precision, model_device(reader.model)):  # as the Reader runs it
         out = reader.model(**inputs)
-    return inputs, torch.stack([out.start_logits, out.end_logits]).float().numpy()
+    return {k: v.cpu() for k, v in inputs.items()}, torch.stack([out.start_logits, out.end_logits]).float().cpu().numpy()
 
 
 def test_spanqa_feeds_each_family_its_documented_inputs_and_gets_its_logits(family_folder):

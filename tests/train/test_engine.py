@@ -91,9 +91,9 @@ def test_two_process_ddp_matches_one_process_with_double_batch(tiny_model, tmp_p
     common = ["--max-steps", "12", "--logging-steps", "1", "--precision", "fp32", "--learning-rate", "3e-4",
               "--config-overrides", "hidden_dropout_prob=0.0,attention_probs_dropout_prob=0.0"]
     one, two = tmp_path / "one", tmp_path / "two"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}  # two CPU processes (gloo), GPU or not
     subprocess.run(_spanqa(*train_args(tiny_model, one, *common, "--per-device-train-batch-size", "16")),
-                   check=True, capture_output=True)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+                   check=True, capture_output=True, env=env)
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29561",
                 "-m", "spanqa.cli", *train_args(tiny_model, two, *common, "--per-device-train-batch-size", "8")]
     done = subprocess.run(launcher, capture_output=True, text=True, env=env, timeout=600)

@@ -141,11 +141,12 @@ def fit(settings: Settings, run: Run, task: Task) -> dict:
         model, optim.optimizer, optim.learning_rate, optim.weight_decay, (optim.adam_beta1, optim.adam_beta2),
         optim.adam_epsilon, optim.lamb_bias_correction, optim.adadelta_rho,
     )
-    ema = EMA(model, optim.ema_decay) if optim.ema_decay else None
     scheduler = build_schedule(optimizer, optim.lr_scheduler_type, plan)
     scaler = torch.amp.GradScaler("cuda", init_scale=optim.loss_scale) if run.precision == "fp16" else None
     model.train()  # from_pretrained returns eval mode: without this, dropout never acts
     model = acc.prepare_model(model)
+    # the average lives where the weights do (made after they moved to the GPU), by the unwrapped model's names
+    ema = EMA(acc.unwrap_model(model), optim.ema_decay) if optim.ema_decay else None
     torch.manual_seed(optim.seed + acc.process_index)  # dropout streams differ by process
     state = TrainState(planned_total=total)
     if resumes(settings, out):
