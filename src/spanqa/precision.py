@@ -77,4 +77,6 @@ def describe(precision: str, device: torch.device) -> str:
         return f"bf16 autocast on CPU ({why}); --precision fp32 turns it off"
     if device.type == "cpu":
         return "fp32 on CPU" + ("" if cpu_has_native_bf16() else " (no native bf16 units found)")
+    if precision == "fp32":
+        return f"fp32 on {torch.cuda.get_device_name(device)}"
     return f"{precision} mixed precision on {torch.cuda.get_device_name(device)}"
