@@ -38,3 +38,27 @@ def test_the_cpu_flags_are_read_from_proc_cpuinfo(tmp_path, monkeypatch):
     finally:
         monkeypatch.undo()
         precision._cpuinfo.cache_clear()
+
+
+def test_bf16_asked_for_on_a_cpu_without_bf16_units_warns_once(bf16_units, monkeypatch, caplog):
+    import logging
+
+    monkeypatch.setattr(precision, "_warned", [])
+    with caplog.at_level(logging.WARNING, logger="spanqa.precision"):
+        for _ in range(3):
+            assert precision.resolve_precision("bf16", torch.device("cpu")) == "bf16"
+    warnings = [r for r in caplog.records if "without bf16 units" in r.getMessage()]
+    assert len(warnings) == (0 if bf16_units else 1)
+
+
+def test_ask_and_predict_say_which_backend_and_precision_answer(tiny_model, tmp_path, capsys):
+    from conftest import V1
+
+    from spanqa.cli import main
+
+    assert main(["ask", "--model", str(tiny_model), "--question", "Who?", "--context", "Ada wrote it.",
+                 "--precision", "fp32"]) == 0
+    assert "(torch fp32 on cpu)" in capsys.readouterr().err
+    assert main(["predict", V1, "--model", str(tiny_model), "--output", str(tmp_path / "p.json"),
+                 "--precision", "fp32"]) == 0
+    assert "torch fp32 on cpu; wrote" in capsys.readouterr().err

@@ -36,7 +36,8 @@ class StandInHub:
 def run_dir(tiny_model, tmp_path_factory):
     out = tmp_path_factory.mktemp("push") / "run"
     assert main(train_args(tiny_model, out, "--max-steps", "4", "--save-steps", "2", "--eval-data", V1,
-                           "--max-eval-samples", "20", "--precision", "fp32", "--report-to", "tensorboard")) == 0
+                           "--max-eval-samples", "20", "--precision", "fp32", "--report-to", "tensorboard",
+                           "--keep-final-checkpoint")) == 0
     return out
 
 

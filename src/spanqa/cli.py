@@ -294,7 +294,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     write_outputs(run, Path(args.output), Path(args.na_probs_out) if args.na_probs_out else None,
                   Path(args.nbest_out) if args.nbest_out else None)
     print(f"{len(run.predictions)} questions ({run.windows} windows) in {run.seconds:.1f} s: "
-          f"{run.questions_per_second:.1f} questions/s, {reader.precision} on {reader.device}; wrote {args.output}",
+          f"{run.questions_per_second:.1f} questions/s, {reader.runs_on}; wrote {args.output}",
           file=sys.stderr)
     if has_gold(dataset):
         scores = score(run, dataset, reader.allow_null)
@@ -313,7 +313,9 @@ def cmd_ask(args: argparse.Namespace) -> int:
     context = args.context if args.context is not None else read_text(Path(args.context_file))
     if not context.strip() or not args.question.strip():
         raise SpanqaError("the question and the context must not be empty.")
-    answers = _load_reader(args).answer(args.question, context, top_k=args.top_k)
+    reader = _load_reader(args)
+    answers = reader.answer(args.question, context, top_k=args.top_k)
+    print(f"spanqa: answered by {reader.name} ({reader.runs_on})", file=sys.stderr)
     print(answers_table(answers))
     best = answers[0]
     print()

@@ -11,6 +11,7 @@ chooses from (see `spanqa.backends`).
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import tempfile
 import time
@@ -21,6 +22,7 @@ import numpy as np
 
 from spanqa.artifacts import ONNX_FILE, BackendMeasurement, BackendTable
 from spanqa.data import load_examples
+from spanqa.data.io import file_mode
 from spanqa.errors import SpanqaError
 from spanqa.evaluation import evaluate
 from spanqa.features import build_features
@@ -76,6 +78,9 @@ def export_reader(model: str, fmt: str, quantize: str, output: str, calibration_
                 else reader.info.default_precision,
             )
         info.save(stage)
+        for f in stage.rglob("*"):  # files in the umask's mode, whatever the writing libraries left
+            if f.is_file():
+                os.chmod(f, file_mode())
         out.parent.mkdir(parents=True, exist_ok=True)
         if out.exists():
             out.rmdir()

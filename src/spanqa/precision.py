@@ -17,6 +17,7 @@ import torch
 from spanqa.errors import SpanqaError
 
 log = logging.getLogger(__name__)
+_warned: list[bool] = []  # the no-bf16-units warning, once per process
 BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 SPEED_CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
 
@@ -59,6 +60,10 @@ def resolve_precision(requested: str, device: torch.device) -> str:
         raise SpanqaError("--precision fp16 needs a CUDA GPU; on CPU use bf16 (where supported) or fp32.")
     if requested == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise SpanqaError("--precision bf16: this GPU has no bf16 support; use fp16.")
+    if requested == "bf16" and device.type == "cpu" and not cpu_has_native_bf16() and not _warned:
+        _warned.append(True)
+        log.warning("--precision bf16 on a CPU without bf16 units (no AMX or AVX512-BF16 in /proc/cpuinfo): torch "
+                    "emulates it, several times slower than fp32 here; --precision fp32 (or auto) is faster")
     return requested
 
 

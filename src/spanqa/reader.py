@@ -129,6 +129,11 @@ class Reader:
     def device(self) -> torch.device:
         return model_device(self.model)
 
+    @property
+    def runs_on(self) -> str:
+        """What answers, in words: "openvino int8 on cpu", "torch bf16 on cuda:0"."""
+        return f"{self.backend} {self.precision} on {self.device}"
+
     def __call__(self, *args, **kwargs):
         """transformers' `pipeline("question-answering")` calls and outputs (see `spanqa.qa_pipeline`)."""
         from spanqa.qa_pipeline import pipeline_call

@@ -55,7 +55,7 @@ def test_the_saved_model_is_the_average_that_was_evaluated(tiny_model, tmp_path)
     out = tmp_path / "run"
     assert main(train_args(tiny_model, out, "--max-steps", "6", "--ema-decay", "0.9", "--learning-rate", "1e-2",
                            "--eval-data", V1, "--max-eval-samples", "8",
-                           "--precision", "fp32", "--per-device-train-batch-size", "4")) == 0
+                           "--precision", "fp32", "--per-device-train-batch-size", "4", "--keep-final-checkpoint")) == 0
     final, ckpt = _weights(out / "model.safetensors"), out / "checkpoint-6"
     averaged, raw = _weights(ckpt / "ema.safetensors"), _weights(ckpt / "model.safetensors")
     name = "qa_outputs.weight"
@@ -67,7 +67,8 @@ def test_resume_restores_the_average_exactly(tiny_model, tmp_path):
     import shutil
 
     common = ["--max-steps", "6", "--save-steps", "3", "--ema-decay", "0.9", "--learning-rate", "1e-2",
-              "--precision", "fp32", "--per-device-train-batch-size", "4", "--save-total-limit", "5"]
+              "--precision", "fp32", "--per-device-train-batch-size", "4", "--save-total-limit", "5",
+              "--keep-final-checkpoint"]
     straight = tmp_path / "straight"
     assert main(train_args(tiny_model, straight, *common)) == 0
     cut = tmp_path / "cut"

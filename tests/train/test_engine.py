@@ -35,7 +35,8 @@ def test_refuses_an_output_dir_with_another_run_and_a_missing_model(tiny_model, 
 def test_resume_auto_starts_a_new_run_continues_a_checkpointed_one_and_spares_a_finished_one(tiny_model, tmp_path,
                                                                                             capsys, caplog):
     out = tmp_path / "auto"
-    common = ["--precision", "fp32", "--save-steps", "2", "--max-steps", "4", "--resume", "auto"]
+    common = ["--precision", "fp32", "--save-steps", "2", "--max-steps", "4", "--resume", "auto",
+              "--keep-final-checkpoint"]
     assert main(train_args(tiny_model, out, *common)) == 0  # nothing there yet: starts
     straight = _weights(out)
     assert (out / "checkpoint-2").is_dir()

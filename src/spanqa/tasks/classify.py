@@ -210,7 +210,8 @@ def _limit(rows: Rows, n: int) -> Rows:
 
 def _card(name, settings, hparams, train_metrics, eval_metrics, command, labels) -> str:
     acc = eval_metrics.get("eval_accuracy")
-    summary = (f"This model is a fine-tuned version of `{settings['model']}` on `{settings['train_data']}` for "
+    data, base = outputs.shown_source(settings["train_data"]), outputs.shown_source(settings["model"])
+    summary = (f"This model is a fine-tuned version of `{base}` on `{data}` for "
                f"text classification ({len(labels)} labels: {', '.join(map(str, labels))}), trained with spanqa."
                + (f" It achieves accuracy {acc:.4f} on the evaluation set." if acc is not None else ""))
     about = ("Load it with `transformers.AutoModelForSequenceClassification.from_pretrained(path)`; the label names are "

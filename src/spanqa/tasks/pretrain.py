@@ -408,7 +408,8 @@ def pretrain_card(name: str, settings: dict, hparams: dict, train_metrics: dict,
     start = "from random weights with the configuration of" if settings["init_weights"] == "random" else "from the weights of"
     headline = (f" Held-out masked-LM loss {eval_metrics['eval_mlm_loss']:.4f} (perplexity {eval_metrics['eval_perplexity']:.2f}, "
                 f"accuracy {eval_metrics['eval_mlm_accuracy']:.4f})." if "eval_mlm_loss" in eval_metrics else "")
-    summary = (f"This encoder was pretrained by spanqa {start} `{settings['model']}` on `{settings['train_data']}` with "
+    data, base = outputs.shown_source(settings["train_data"]), outputs.shown_source(settings["model"])
+    summary = (f"This encoder was pretrained by spanqa {start} `{base}` on `{data}` with "
                f"{objective}, sequences of {settings['max_seq_length']} tokens, "
                f"{settings['mlm_probability']:.0%} of tokens masked{' (whole words)' if settings['whole_word_masking'] else ''}.{headline}")
     about = ("An encoder to fine-tune, not a finished model: `spanqa train --model PATH` makes a reader of it, "

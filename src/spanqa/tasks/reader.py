@@ -277,10 +277,11 @@ def model_card(name: str, settings: dict, hparams: dict, train_metrics: dict, ev
            " or `transformers.AutoModelForQuestionAnswering.from_pretrained(path)`") + ". "
         "It inherits the biases of its base model and training data, and answers only from the passage it is given."
     )
-    summary = (f"This model is a fine-tuned version of `{settings['model']}` on `{settings['train_data']}` for extractive "
+    data, base = outputs.shown_source(settings["train_data"]), outputs.shown_source(settings["model"])
+    summary = (f"This model is a fine-tuned version of `{base}` on `{data}` for extractive "
                f"question answering, trained with spanqa.{headline}")
     if is_recurrent(settings["model"]):
-        summary = (f"This model is a {settings['model']} reader trained from scratch on `{settings['train_data']}` "
+        summary = (f"This model is a {settings['model']} reader trained from scratch on `{data}` "
                    f"with the word vectors `{settings['embeddings']}`, for extractive question answering, with "
                    f"spanqa.{headline}")
     return outputs.card(name, summary, about, settings, hparams, train_metrics, eval_metrics, command, "questions")

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from spanqa.artifacts import RUN_FILE, WEIGHTS_FILE
+from spanqa.data.io import file_mode
 from spanqa.models.hub import quiet_transformers
 
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
@@ -74,6 +75,7 @@ def save_checkpoint(
     (tmp / "train_state.json").write_text(json.dumps(train_state, indent=1))
     (tmp / RUN_FILE).write_text(json.dumps(settings, indent=1))
     for f in tmp.iterdir():
+        os.chmod(f, file_mode())  # the umask's mode, whatever the writing library left
         with open(f, "rb") as fh:
             os.fsync(fh.fileno())
     _fsync_dir(tmp)

@@ -99,6 +99,9 @@ class OptimConfig:
     eval_steps: int = _f(0, "evaluate every N steps (0 = only at the end)")
     save_steps: int = _f(500, "checkpoint every N steps (0 = only at the end)")
     save_total_limit: int = _f(2, "keep the last K checkpoints")
+    keep_final_checkpoint: bool = _f(False, "keep the checkpoints (optimizer state included) of a completed run; by "
+                                            "default they are removed once the final model is saved (a pre-empted "
+                                            "run always keeps them, to resume)")
     metric_for_best_model: str = _f(
         "", "eval metric that picks the best checkpoint (f1, exact, best_f1, accuracy, loss...; "
         "default: the task's own: f1 for readers, accuracy for classification, loss for pretraining)")

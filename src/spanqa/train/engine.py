@@ -21,7 +21,7 @@ from typing import Callable
 import torch
 
 from spanqa.artifacts import RUN_FILE, WEIGHTS_FILE
-from spanqa.data.io import write_json_atomic
+from spanqa.data.io import file_mode, write_json_atomic
 from spanqa.errors import SpanqaError
 from spanqa.memory import keep_freed_memory
 from spanqa.models.cpu_kernels import use_fast_cpu_training
@@ -288,7 +288,22 @@ class _Hooks:
         outputs.write_card(self.out, task.card(name, hparams, train_metrics, eval_metrics))
         outputs.plot_curves(self.out, self.state.log_history, self._metric_key())
         write_json_atomic(self.out / "trainer_state.json", self.state.to_dict())
+        self._drop_checkpoints()
         return {**train_metrics, **eval_metrics}
+
+    def _drop_checkpoints(self) -> None:
+        """A completed run's checkpoints (optimizer state: ~2x the model) go once the final model is saved."""
+        checkpoints = list_checkpoints(self.out)
+        if not checkpoints:
+            return
+        if self.settings.optim.keep_final_checkpoint:
+            log.info("kept %d checkpoint(s) (--keep-final-checkpoint)", len(checkpoints))
+            return
+        size = sum(f.stat().st_size for c in checkpoints for f in c.rglob("*") if f.is_file())
+        for checkpoint in checkpoints:
+            shutil.rmtree(checkpoint)
+        log.info("removed %d checkpoint(s) (%.0f MB): the final model is saved; --keep-final-checkpoint keeps them",
+                 len(checkpoints), size / 1e6)
 
     def _restore_best(self, model) -> None:
         """Load the best checkpoint's weights when it is not the last step, with its eval metrics."""
@@ -329,6 +344,7 @@ def save_model_folder(out: Path, model, tokenizer, info) -> None:
         tokenizer.save_pretrained(tmp)
     info.save(tmp)
     for f in tmp.iterdir():
+        os.chmod(f, file_mode())  # libraries that write through temp files leave 0600: the umask's mode instead
         os.replace(f, out / f.name)
     tmp.rmdir()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import platform
+import shlex
 from pathlib import Path
 
 from spanqa.data.io import write_json_atomic, write_text_atomic
@@ -106,6 +107,20 @@ def card_metadata(name: str, settings: dict, eval_metrics: dict, unit: str) -> s
     return "---\n" + data.to_yaml() + "\n---\n"
 
 
+def shown_source(value: str) -> str:
+    """A data or model source as a card shows it: hub names and aliases as given, a path inside the working
+    directory relative to it, any other path by its file name (comma-separated lists part by part)."""
+    def one(part: str) -> str:
+        path = Path(part).expanduser()
+        if not path.is_absolute() or _hub_name(part):
+            return part
+        try:
+            return str(path.relative_to(Path.cwd()))
+        except ValueError:
+            return path.name
+    return ",".join(one(p) for p in value.split(",")) if value else value
+
+
 def _hub_name(value: str) -> bool:
     """A hub model or dataset name, not a local path or a data file name."""
     from spanqa.models.hub import looks_like_hub_name
@@ -137,7 +152,11 @@ def base_licence(model: str) -> str | None:
 def card(name: str, summary: str, about: str, settings: dict, hparams: dict, train_metrics: dict, eval_metrics: dict,
          command: str, unit: str) -> str:
     """The seeds' model card layout (summary, intended uses, data, procedure, hyperparameters, results, versions)
-    under YAML metadata the hub reads (`card_metadata`)."""
+    under YAML metadata the hub reads (`card_metadata`). Data and model paths are shown as `shown_source` gives
+    them: no absolute paths of the machine the run was on."""
+    settings = {**settings, **{k: shown_source(str(settings[k] or "")) for k in ("train_data", "eval_data", "model")
+                               if k in settings}}
+    command = shlex.join(shown_source(arg) if arg.startswith(("/", "~")) else arg for arg in shlex.split(command))
     lines = [
         card_metadata(name, settings, eval_metrics, unit).rstrip("\n"),
         f"# {name}", "", summary, "", "## Intended uses & limitations", "", about, "",
