@@ -58,3 +58,15 @@ def test_export_refuses_a_used_folder_and_bad_formats(tiny_model, tmp_path):
         export_reader(str(tiny_model), "onnx", "none", str(used))
     with pytest.raises(SpanqaError, match="--format tflite"):
         export_reader(str(tiny_model), "tflite", "none", str(tmp_path / "new"))
+
+
+def test_a_missing_exporter_package_names_the_extra_to_install(tiny_model, tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnx" else real(name, *a))
+    assert main(["export", "--model", str(tiny_model), "--format", "onnx", "--output", str(tmp_path / "o"),
+                 "--eval-data", "none"]) == 2
+    err = capsys.readouterr().err
+    assert "--format onnx needs onnx: pip install 'spanqa[onnx]'" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()  # nothing half-written

@@ -107,6 +107,7 @@ def _write_format(reader: Reader, fmt: str, quantize: str, tmp: Path, folder: Pa
         reader.model.save_pretrained(folder, safe_serialization=True)
         return
     raw = tmp / "raw.onnx"
+    _needs(fmt)
     if not raw.exists():
         from spanqa.models.onnx_model import export_onnx
 
@@ -126,6 +127,17 @@ def _write_format(reader: Reader, fmt: str, quantize: str, tmp: Path, folder: Pa
         quantize_int8(fused, folder / ONNX_FILE)
     else:
         shutil.copy(fused, folder / ONNX_FILE)
+
+
+def _needs(fmt: str) -> None:
+    """Name the extra to install when a format's packages are missing (instead of the exporter's traceback)."""
+    import importlib.util
+
+    wanted = {"onnx": ["onnx", "onnxruntime"], "openvino": ["onnx", "openvino"]}[fmt]
+    missing = [m for m in wanted if importlib.util.find_spec(m) is None]
+    if missing:
+        raise SpanqaError(f"--format {fmt} needs {' and '.join(missing)}: pip install 'spanqa[{fmt}]' "
+                          "(or 'spanqa[onnx,openvino]' for --format all)")
 
 
 def backend_variants() -> list[tuple[str, str, str]]:
