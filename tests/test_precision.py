@@ -57,8 +57,8 @@ def test_ask_and_predict_say_which_backend_and_precision_answer(tiny_model, tmp_
     from spanqa.cli import main
 
     assert main(["ask", "--model", str(tiny_model), "--question", "Who?", "--context", "Ada wrote it.",
-                 "--precision", "fp32"]) == 0
+                 "--precision", "fp32", "--device", "cpu"]) == 0
     assert "(torch fp32 on cpu)" in capsys.readouterr().err
     assert main(["predict", V1, "--model", str(tiny_model), "--output", str(tmp_path / "p.json"),
-                 "--precision", "fp32"]) == 0
+                 "--precision", "fp32", "--device", "cpu"]) == 0
     assert "torch fp32 on cpu; wrote" in capsys.readouterr().err
