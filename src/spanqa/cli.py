@@ -388,7 +388,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     from spanqa.export import compare, export_reader, measure_backends
     from spanqa.reader import ReaderConfig
 
-    calibration = asset("squad-v1.1-train-sample.json.gz") if args.calibration_data == "sample" else args.calibration_data
+    calibration = args.calibration_data
+    if calibration == "sample":
+        calibration = asset("squad-v1.1-train-sample.json.gz")
     out = export_reader(args.model, args.format, args.quantize, args.output, calibration)
     what = {"onnx": "an ONNX Runtime", "openvino": "an OpenVINO", "torch": "a torch", "all": "a"}[args.format]
     kind = "reader with every backend (torch, ONNX Runtime, OpenVINO)" if args.format == "all" else \

@@ -160,7 +160,8 @@ def _write_backends(reader: Reader, tmp: Path, stage: Path, calibration_data: st
         if path == "." or folder.exists():
             continue
         folder.mkdir(parents=True)
-        _write_format(reader, fmt_of[backend], "int8" if precision == "int8" else "none", tmp, folder, calibration_data)
+        quantize = "int8" if precision == "int8" else "none"
+        _write_format(reader, fmt_of[backend], quantize, tmp, folder, calibration_data)
 
 
 def measure_backends(folder: str, data: str, max_samples: int, config: ReaderConfig = ReaderConfig(),

@@ -146,7 +146,8 @@ def _spanqa_logits(reader: Reader) -> tuple[dict, np.ndarray]:
     inputs = model_inputs(batch, input_names_for(reader.tokenizer, reader.model), model_device(reader.model))
     with torch.no_grad(), autocast(reader.autocast_precision, model_device(reader.model)):  # as the Reader runs it
         out = reader.model(**inputs)
-    return {k: v.cpu() for k, v in inputs.items()}, torch.stack([out.start_logits, out.end_logits]).float().cpu().numpy()
+    logits = torch.stack([out.start_logits, out.end_logits]).float().cpu().numpy()
+    return {k: v.cpu() for k, v in inputs.items()}, logits
 
 
 def test_spanqa_feeds_each_family_its_documented_inputs_and_gets_its_logits(family_folder):
