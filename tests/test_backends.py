@@ -51,8 +51,15 @@ def test_int8_variants_stay_close_to_fp32(tiny_model, torch_reader, tmp_path, fm
     ids = torch.randint(5, len(reader.tokenizer), (2, 33))
     got, want = logits(reader, ids), logits(torch_reader, ids)
     assert np.abs(got - want).max() < 0.05 * max(1.0, np.abs(want).max())
+    assert reader.runs_on == f"{reader.backend} int8 on cpu"  # what `ask`, /v1/model and the page show
     if fmt == "openvino":  # activations quantized too (calibrated): the matrix multiplications run in int8
-        assert 'type="FakeQuantize"' in (out / "openvino_model.xml").read_text() and reader.precision == "int8"
+        assert 'type="FakeQuantize"' in (out / "openvino_model.xml").read_text()
+
+
+def test_torch_int8_says_int8_and_runs_without_autocast(tiny_model, torch_reader):
+    reader = Reader.load(str(tiny_model), device="cpu", precision="int8")
+    assert (reader.runs_on, reader.autocast_precision) == ("torch int8 on cpu", "fp32")
+    assert reader.answer(*PAIRS[0])[0].text
 
 
 def test_the_onnx_graph_is_fused(tiny_model, tmp_path):

@@ -120,8 +120,9 @@ class Reader:
 
     @property
     def autocast_precision(self) -> str:
-        """What to autocast to: nothing when the weights already are bf16 (CPU bf16 inference)."""
-        if not hasattr(self.model, "parameters"):
+        """What to autocast to: nothing when the weights already are bf16 (CPU bf16 inference) or int8
+        (dynamically quantized Linear layers run in int8 by themselves)."""
+        if not hasattr(self.model, "parameters") or self.precision == "int8":
             return "fp32"  # another engine: its precision is compiled in
         return "fp32" if next(self.model.parameters()).dtype == torch.bfloat16 else self.precision
 
@@ -269,6 +270,8 @@ def _load_model(folder: Path, info: ReaderInfo, device: torch.device, precision:
                           f"--model {folder} --format {'onnx' if backend == 'onnxruntime' else backend} --output NEW "
                           "(or --format all, to measure every backend and let --backend auto choose)")
     model, precision = load_backend(folder, runtime, precision, device)
+    if runtime != "torch" and info.quantize == "int8":
+        precision = "int8"  # an int8 graph, whatever the rest of it runs in
     return model, precision, runtime, ""
 
 
@@ -277,7 +280,7 @@ def load_backend(folder: Path, backend: str, precision: str, device: torch.devic
     if backend == "onnxruntime":
         from spanqa.models.onnx_model import OnnxQAModel
 
-        return OnnxQAModel(folder / ONNX_FILE), "fp32"
+        return OnnxQAModel(folder / ONNX_FILE), "int8" if precision == "int8" else "fp32"
     if backend == "openvino":
         from spanqa.models.openvino_model import OPENVINO_FILE, OpenVinoQAModel
 
@@ -293,7 +296,7 @@ def load_backend(folder: Path, backend: str, precision: str, device: torch.devic
     if precision == "int8":
         if device.type != "cpu":
             raise SpanqaError("precision int8 (dynamic quantization) runs on CPU only.")
-        return _dynamic_int8(model), "fp32"
+        return _dynamic_int8(model), "int8"
     return model, precision
 
 
