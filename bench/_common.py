@@ -35,15 +35,16 @@ def cpu_banner() -> dict:
     """
     import torch
 
-    from spanqa.precision import cpu_has_native_bf16
+    from spanqa.precision import cpu_has_native_bf16, isa_cap
 
     fields = _cpuinfo()
     flags = set(fields.get("flags", "").split())
     info = {"model": fields.get("model name") or platform.processor() or "unknown", "cores": os.cpu_count(),
             "torch_threads": torch.get_num_threads(), "flags": [f for f in CPU_FLAGS if f in flags],
-            "native_bf16": cpu_has_native_bf16()}
+            "native_bf16": cpu_has_native_bf16(), "isa_cap": isa_cap()}
+    capped = f" (kernels capped at {info['isa_cap']} by ONEDNN_MAX_CPU_ISA)" if info["isa_cap"] else ""
     print(f"cpu: {info['model']} ({info['cores']} cores, torch uses {info['torch_threads']} threads); flags: "
-          f"{', '.join(info['flags']) or 'none of ' + '/'.join(CPU_FLAGS)}; native bf16 units: "
+          f"{', '.join(info['flags']) or 'none of ' + '/'.join(CPU_FLAGS)}{capped}; native bf16 units: "
           f"{'yes' if info['native_bf16'] else 'no (bf16 is slower than fp32 here: fp32 throughout)'}", flush=True)
     return info
 

@@ -54,11 +54,21 @@ def test_int8_variants_stay_close_to_fp32(tiny_model, torch_reader, tmp_path, fm
     assert reader.runs_on == f"{reader.backend} int8 on cpu"  # what `ask`, /v1/model and the page show
     if fmt == "openvino":  # activations quantized too (calibrated): the matrix multiplications run in int8
         assert 'type="FakeQuantize"' in (out / "openvino_model.xml").read_text()
+    else:  # one weight scale per output channel (per tensor lost 5.5 F1 on the quickstart reader)
+        import onnx
+
+        graph = onnx.load(str(out / "model.onnx")).graph
+        shapes = {i.name: list(i.dims) for i in graph.initializer}
+        weight_points = [shapes[n.input[3]] for n in graph.node if n.op_type == "MatMulInteger"]
+        assert weight_points and all(p and p[0] > 1 for p in weight_points)
 
 
 def test_torch_int8_says_int8_and_runs_without_autocast(tiny_model, torch_reader):
     reader = Reader.load(str(tiny_model), device="cpu", precision="int8")
     assert (reader.runs_on, reader.autocast_precision) == ("torch int8 on cpu", "fp32")
+    linear = next(m for m in reader.model.modules() if type(m).__name__ == "Linear" and hasattr(m, "weight")
+                  and callable(m.weight))  # torch.ao's dynamic quantized Linear
+    assert linear.weight().qscheme() == torch.per_channel_affine
     assert reader.answer(*PAIRS[0])[0].text
 
 

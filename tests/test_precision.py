@@ -40,6 +40,24 @@ def test_the_cpu_flags_are_read_from_proc_cpuinfo(tmp_path, monkeypatch):
         precision._cpuinfo.cache_clear()
 
 
+def test_a_onednn_isa_cap_below_bf16_means_no_bf16_units(tmp_path, monkeypatch):
+    fake = tmp_path / "cpuinfo"
+    fake.write_text("model name\t: test\nflags\t\t: avx2 avx512f avx512_bf16\n")
+    monkeypatch.setattr(precision, "Path", lambda _p: fake)
+    precision._cpuinfo.cache_clear()
+    try:
+        for cap, expected in (("", True), ("avx2", False), ("AVX512_CORE_VNNI", False), ("AVX512_CORE_BF16", True),
+                              ("ALL", True)):
+            monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+            assert precision.cpu_has_native_bf16() is expected, cap
+        # measurements taken under a cap are not reused without it (backends.choose compares signatures)
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx2")
+        assert precision.cpu_signature().endswith("| oneDNN ISA <= AVX2")
+    finally:
+        monkeypatch.undo()
+        precision._cpuinfo.cache_clear()
+
+
 def test_bf16_asked_for_on_a_cpu_without_bf16_units_warns_once(bf16_units, monkeypatch, caplog):
     import logging
 

@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 _warned: list[bool] = []  # the no-bf16-units warning, once per process
 BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 SPEED_CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+# oneDNN's ISA caps (ONEDNN_MAX_CPU_ISA, which torch's and OpenVINO's CPU kernels obey) that leave out bf16 units
+NO_BF16_ISA_CAPS = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI")
 
 
 @functools.lru_cache(maxsize=1)
@@ -32,10 +34,30 @@ def _cpuinfo() -> dict[str, str]:
     return {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in first.splitlines() if ":" in line)}
 
 
+def isa_cap() -> str:
+    """The oneDNN ISA cap in force ("AVX2", ...), or "" when the kernels may use all the CPU has.
+
+    Set with ONEDNN_MAX_CPU_ISA (DNNL_MAX_CPU_ISA before oneDNN 2.0), e.g. to make a cluster of mixed
+    CPUs compute alike; torch's and OpenVINO's kernels obey it, so spanqa's precision choice does too.
+    """
+    cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").strip().upper()
+    return "" if cap in ("", "ALL", "DEFAULT") else cap
+
+
 def cpu_has_native_bf16() -> bool:
-    """True when /proc/cpuinfo lists AMX-BF16 or AVX512-BF16 (Linux); False when unknown."""
+    """True when /proc/cpuinfo lists AMX-BF16 or AVX512-BF16 (Linux) and no ISA cap hides them; False when unknown."""
     flags = _cpuinfo().get("flags", "").split()
-    return any(f in flags for f in BF16_CPU_FLAGS)
+    return any(f in flags for f in BF16_CPU_FLAGS) and isa_cap() not in NO_BF16_ISA_CAPS
+
+
+def cpu_has_int8_dot() -> bool:
+    """True when the CPU has an int8 dot-product instruction (AVX512-VNNI, AVX-VNNI or AMX-INT8).
+
+    Without one, u8 x s8 products are summed in pairs into 16 bits (vpmaddubsw), which can saturate: ONNX Runtime
+    advises 7-bit weights there.
+    """
+    flags = _cpuinfo().get("flags", "").split()
+    return any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
 
 
 def cpu_signature() -> str:
@@ -43,7 +65,8 @@ def cpu_signature() -> str:
     info = _cpuinfo()
     flags = set(info.get("flags", "").split())
     have = " ".join(f for f in SPEED_CPU_FLAGS if f in flags) or "no vector flags known"
-    return f"{info.get('model name', 'unknown CPU')} | {os.cpu_count()} cores | {have}"
+    capped = f" | oneDNN ISA <= {isa_cap()}" if isa_cap() else ""
+    return f"{info.get('model name', 'unknown CPU')} | {os.cpu_count()} cores | {have}{capped}"
 
 
 def resolve_precision(requested: str, device: torch.device) -> str:
