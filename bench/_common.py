@@ -35,11 +35,10 @@ def cpu_banner() -> dict:
     """
     import torch
 
-    from spanqa.precision import cpu_has_native_bf16, isa_cap
+    from spanqa.precision import cpu_flags, cpu_has_native_bf16, cpu_model, isa_cap
 
-    fields = _cpuinfo()
-    flags = set(fields.get("flags", "").split())
-    info = {"model": fields.get("model name") or platform.processor() or "unknown", "cores": os.cpu_count(),
+    flags = cpu_flags()
+    info = {"model": cpu_model() or platform.processor() or "unknown", "cores": os.cpu_count(),
             "torch_threads": torch.get_num_threads(), "flags": [f for f in CPU_FLAGS if f in flags],
             "native_bf16": cpu_has_native_bf16(), "isa_cap": isa_cap()}
     capped = f" (kernels capped at {info['isa_cap']} by ONEDNN_MAX_CPU_ISA)" if info["isa_cap"] else ""
@@ -47,16 +46,6 @@ def cpu_banner() -> dict:
           f"{', '.join(info['flags']) or 'none of ' + '/'.join(CPU_FLAGS)}{capped}; native bf16 units: "
           f"{'yes' if info['native_bf16'] else 'no (bf16 is slower than fp32 here: fp32 throughout)'}", flush=True)
     return info
-
-
-def _cpuinfo() -> dict[str, str]:
-    """The first processor's "key: value" lines of /proc/cpuinfo (empty where there is none)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return {}
-    pairs = (line.split(":", 1) for line in text.split("\n\n")[0].splitlines() if ":" in line)
-    return {key.strip(): value.strip() for key, value in pairs}
 
 
 def best_precision(cpu: dict) -> str:

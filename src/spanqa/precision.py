@@ -34,6 +34,16 @@ def _cpuinfo() -> dict[str, str]:
     return {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in first.splitlines() if ":" in line)}
 
 
+def cpu_flags() -> set[str]:
+    """The CPU's flags from /proc/cpuinfo (empty where there is none)."""
+    return set(_cpuinfo().get("flags", "").split())
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo ("" where there is none)."""
+    return _cpuinfo().get("model name", "")
+
+
 def isa_cap() -> str:
     """The oneDNN ISA cap in force ("AVX2", ...), or "" when the kernels may use all the CPU has.
 
@@ -46,8 +56,7 @@ def isa_cap() -> str:
 
 def cpu_has_native_bf16() -> bool:
     """True when /proc/cpuinfo lists AMX-BF16 or AVX512-BF16 (Linux) and no ISA cap hides them; False when unknown."""
-    flags = _cpuinfo().get("flags", "").split()
-    return any(f in flags for f in BF16_CPU_FLAGS) and isa_cap() not in NO_BF16_ISA_CAPS
+    return not cpu_flags().isdisjoint(BF16_CPU_FLAGS) and isa_cap() not in NO_BF16_ISA_CAPS
 
 
 def cpu_has_int8_dot() -> bool:
@@ -56,17 +65,15 @@ def cpu_has_int8_dot() -> bool:
     Without one, u8 x s8 products are summed in pairs into 16 bits (vpmaddubsw), which can saturate: ONNX Runtime
     advises 7-bit weights there.
     """
-    flags = _cpuinfo().get("flags", "").split()
-    return any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
+    return not cpu_flags().isdisjoint(("avx512_vnni", "avx_vnni", "amx_int8"))
 
 
 def cpu_signature() -> str:
     """"model name | N cores | speed-relevant flags": which machine a speed measurement holds for."""
-    info = _cpuinfo()
-    flags = set(info.get("flags", "").split())
+    flags, cap = cpu_flags(), isa_cap()
     have = " ".join(f for f in SPEED_CPU_FLAGS if f in flags) or "no vector flags known"
-    capped = f" | oneDNN ISA <= {isa_cap()}" if isa_cap() else ""
-    return f"{info.get('model name', 'unknown CPU')} | {os.cpu_count()} cores | {have}{capped}"
+    capped = f" | oneDNN ISA <= {cap}" if cap else ""
+    return f"{cpu_model() or 'unknown CPU'} | {os.cpu_count()} cores | {have}{capped}"
 
 
 def resolve_precision(requested: str, device: torch.device) -> str:
