@@ -78,9 +78,10 @@ def export_reader(model: str, fmt: str, quantize: str, output: str, calibration_
                 else reader.info.default_precision,
             )
         info.save(stage)
+        mode = file_mode()
         for f in stage.rglob("*"):  # files in the umask's mode, whatever the writing libraries left
             if f.is_file():
-                os.chmod(f, file_mode())
+                os.chmod(f, mode)
         out.parent.mkdir(parents=True, exist_ok=True)
         if out.exists():
             out.rmdir()

@@ -76,9 +76,17 @@ def write_json_atomic(path: str | Path, obj: Any, indent: int | None = 2) -> Non
 
 
 def file_mode() -> int:
-    """The mode a plain `open(path, "w")` would give a new file under this process's umask (0644 under 022)."""
-    umask = os.umask(0)
-    os.umask(umask)
+    """The mode a plain `open(path, "w")` would give a new file under this process's umask (0644 under 022).
+
+    The umask is read from /proc/self/status where Linux shows it: setting and restoring it (the only other way)
+    would, for that moment, give files other threads create mode 0666.
+    """
+    try:
+        status = Path("/proc/self/status").read_text()
+        umask = int(next(line.split()[1] for line in status.splitlines() if line.startswith("Umask:")), 8)
+    except (OSError, StopIteration, IndexError, ValueError):
+        umask = os.umask(0)
+        os.umask(umask)
     return 0o666 & ~umask
 
 

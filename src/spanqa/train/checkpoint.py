@@ -74,8 +74,9 @@ def save_checkpoint(
     torch.save(rng_states, tmp / "rng_states.pt")
     (tmp / "train_state.json").write_text(json.dumps(train_state, indent=1))
     (tmp / RUN_FILE).write_text(json.dumps(settings, indent=1))
+    mode = file_mode()
     for f in tmp.iterdir():
-        os.chmod(f, file_mode())  # the umask's mode, whatever the writing library left
+        os.chmod(f, mode)  # the umask's mode, whatever the writing library left
         with open(f, "rb") as fh:
             os.fsync(fh.fileno())
     _fsync_dir(tmp)

@@ -343,8 +343,9 @@ def save_model_folder(out: Path, model, tokenizer, info) -> None:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
     info.save(tmp)
+    mode = file_mode()
     for f in tmp.iterdir():
-        os.chmod(f, file_mode())  # libraries that write through temp files leave 0600: the umask's mode instead
+        os.chmod(f, mode)  # libraries that write through temp files leave 0600: the umask's mode instead
         os.replace(f, out / f.name)
     tmp.rmdir()
 
