@@ -210,8 +210,7 @@ def _mfu(reader: Reader, dataset, rows, cpu: dict) -> dict:
     out = {"matmul_gflops": rates, "windows": len(feats)}
     for name, r in rows.items():
         gflops = flops * r["questions_per_second"] / len(dataset) / 1e9
-        precision = "int8" if name.endswith("int8") else r["precision"]  # torch int8 autocasts as fp32
-        kind = precision if rates.get(precision) else "fp32"  # int8 paths: against the int8 matmul rate
+        kind = r["precision"] if rates.get(r["precision"]) else "fp32"  # int8 paths: against the int8 matmul rate
         out[name] = {"useful_gflops": gflops, "mfu": gflops / rates[kind]}
         print(f"  {name:>10}: {gflops:.0f} useful GFLOP/s = {gflops / rates[kind]:.1%} of the {kind} matmul peak")
     return out

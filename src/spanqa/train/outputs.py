@@ -112,7 +112,7 @@ def shown_source(value: str) -> str:
     directory relative to it, any other path by its file name (comma-separated lists part by part)."""
     def one(part: str) -> str:
         path = Path(part).expanduser()
-        if not path.is_absolute() or _hub_name(part):
+        if not path.is_absolute():  # hub names, aliases, relative paths
             return part
         try:
             return str(path.relative_to(Path.cwd()))
