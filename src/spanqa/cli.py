@@ -186,10 +186,14 @@ def _task(name: str):
     """(settings class, build) of a training subcommand."""
     import importlib
 
+    return _settings_class(name), importlib.import_module(TASKS[name][0]).build
+
+
+def _settings_class(name: str):
+    """A training subcommand's settings class, from the torch-free `spanqa.tasks.settings` (fast --help)."""
     from spanqa.tasks import settings
 
-    module_name, settings_name, _ = TASKS[name]
-    return getattr(settings, settings_name), importlib.import_module(module_name).build
+    return getattr(settings, TASKS[name][1])
 
 
 def cmd_task(args: argparse.Namespace) -> int:
@@ -238,9 +242,7 @@ def _push_parser(sub) -> None:
 
 def _task_parser(name: str):
     def add(sub) -> None:
-        from spanqa.tasks import settings
-
-        settings_cls = getattr(settings, TASKS[name][1])
+        settings_cls = _settings_class(name)
         p = sub.add_parser(name, help=TASKS[name][2])
         p.add_argument("--config", help=f"YAML recipe: a flat mapping of the settings below (command: {name})")
         if name == "train":  # read by task_aliases before parsing; here for --help
