@@ -60,7 +60,7 @@ def report(figures: dict, cpu: dict) -> None:
 
 def spanqa_train(**settings) -> dict:
     """Run `spanqa train` in-process on SQuAD v1.1 train with minilm-l6; returns its results plus wall_s."""
-    from spanqa.tasks.reader import ReaderSettings, train
+    from spanqa.tasks.reader_task import ReaderSettings, train
 
     base = {"model": "minilm-l6", "train_data": str(SQUAD_V1_TRAIN), "save_steps": 0, "report_to": "none"}
     t0 = time.perf_counter()

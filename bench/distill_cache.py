@@ -25,7 +25,7 @@ from _common import SQUAD_V1_TRAIN, cpu_banner, report
 
 
 def distil(teacher: str, out: str, questions: int, epochs: float, cache: bool, layers: int) -> dict:
-    from spanqa.tasks.reader import DistillSettings, train
+    from spanqa.tasks.reader_task import DistillSettings, train
 
     flags = {"teacher": teacher, "student_layers": layers, "temperature": 1.5, "distillation_loss_weight": 0.75,
              "cache_teacher_logits": cache, "train_data": str(SQUAD_V1_TRAIN), "max_train_samples": questions,

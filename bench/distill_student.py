@@ -35,7 +35,7 @@ HPARAMS = {"learning_rate": 1e-4, "per_device_train_batch_size": 16, "num_train_
 
 
 def distil(teacher: str, out: str, questions: int, weight: float) -> float:
-    from spanqa.tasks.reader import DistillSettings, train
+    from spanqa.tasks.reader_task import DistillSettings, train
 
     flags = {"teacher": teacher, "student_layers": 3, "temperature": 1.5, "distillation_loss_weight": weight,
              "train_data": str(SQUAD_V1_TRAIN), "max_train_samples": questions, "output_dir": out,

@@ -33,7 +33,7 @@ from _flops import matmul_rates, nonembedding_params
 
 from spanqa.data import load_examples
 from spanqa.evaluation import evaluate
-from spanqa.export import backend_variants, export_reader, measure_backends
+from spanqa.commands.export import backend_variants, export_reader, measure_backends
 from spanqa.metrics import normalize_answer
 from spanqa.reader import Reader
 

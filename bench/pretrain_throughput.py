@@ -66,7 +66,7 @@ def run_trainer(sequences, overrides: str, steps: int, batch: int, out: str, bf1
                               TrainerCallback, TrainingArguments)
 
     from spanqa.models.hub import resolve_model_path
-    from spanqa.train.config import RunConfig
+    from spanqa.train.run_config import RunConfig
 
     tokenizer = load_tokenizer("minilm-l6")
     config = AutoConfig.from_pretrained(resolve_model_path("minilm-l6"),
@@ -94,7 +94,7 @@ def useful_flops_per_token(overrides: str) -> float:
     from transformers import AutoConfig
 
     from spanqa.models.hub import resolve_model_path
-    from spanqa.train.config import RunConfig
+    from spanqa.train.run_config import RunConfig
 
     c = AutoConfig.from_pretrained(resolve_model_path("minilm-l6"), **RunConfig(config_overrides=overrides).overrides())
     per_layer = 4 * c.hidden_size**2 + 2 * c.hidden_size * c.intermediate_size

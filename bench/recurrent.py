@@ -29,8 +29,8 @@ from torch import nn
 from spanqa.data import load_examples
 from spanqa.memory import keep_freed_memory
 from spanqa.features import answer_token_span
-from spanqa.tasks.reader import ReaderSettings, train
-from spanqa.tasks.recurrent import RecurrentConfig, new_reader
+from spanqa.tasks.reader_task import ReaderSettings, train
+from spanqa.tasks.recurrent_readers import RecurrentConfig, new_reader
 
 BATCH, LR, MAX_CONTEXT, MAX_QUESTION = 60, 1e-3, 400, 64
 

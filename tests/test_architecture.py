@@ -1,11 +1,29 @@
-"""The layering the code promises: no import cycles (imports inside functions count), inference code never
-imports training code, and the reader knows no task but the reader."""
+"""The layering the code promises: no import cycles (imports inside functions count), no module imports one
+from a layer above its own, inference code never imports training code, and the reader knows no task but the
+reader. README's layout names every top-level module and folder."""
 
 import ast
 from pathlib import Path
 
 SRC = Path(__file__).parents[1] / "src" / "spanqa"
 TRAINING = ("spanqa.train", "spanqa.tasks")
+README = Path(__file__).parents[1] / "README.md"
+
+# Lowest first: a module may import from its own layer and the layers below, never from one above. A module's
+# layer is that of the longest name here that is it or a package holding it.
+LAYERS = [
+    ("shared", ["spanqa.errors", "spanqa.files", "spanqa.display", "spanqa.memory", "spanqa.precision",
+                "spanqa.config", "spanqa.bundle"]),
+    ("data", ["spanqa.data", "spanqa.tokenization", "spanqa.batching", "spanqa.metrics"]),
+    ("features and models", ["spanqa.features", "spanqa.decode", "spanqa.models"]),
+    ("running models", ["spanqa.inference", "spanqa.evaluation", "spanqa.artifacts"]),
+    ("training engine", ["spanqa.train"]),
+    ("answering", ["spanqa.answering"]),
+    ("reader", ["spanqa.reader"]),
+    ("serving", ["spanqa.server", "spanqa.integrations"]),
+    ("tasks", ["spanqa.tasks"]),
+    ("commands", ["spanqa.commands", "spanqa.cli", "spanqa"]),
+]
 
 
 def module_name(path: Path) -> str:
@@ -47,6 +65,49 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
         if node not in state:
             visit(node, [])
     return found
+
+
+def layer_of(module: str) -> int | None:
+    """Index in LAYERS of the longest listed name that is `module` or a package holding it."""
+    best, rank = -1, None
+    for i, (_, names) in enumerate(LAYERS):
+        for name in names:
+            holds = name != "spanqa" and module.startswith(name + ".")  # the package itself is only itself
+            if (module == name or holds) and len(name) > best:
+                best, rank = len(name), i
+    return rank
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    return [f"{m} ({LAYERS[layer_of(m)][0]}) imports {d} ({LAYERS[layer_of(d)][0]})"
+            for m, deps in sorted(graph.items()) for d in sorted(deps) if layer_of(d) > layer_of(m)]
+
+
+def test_every_module_has_a_layer():
+    assert [m for m in import_graph() if layer_of(m) is None] == []
+
+
+def test_no_module_imports_from_a_layer_above_its_own():
+    assert upward_imports(import_graph()) == []
+
+
+def test_an_import_up_a_layer_is_found():
+    graph = {"spanqa.files": {"spanqa.reader"}, "spanqa.reader": {"spanqa.files"}}
+    assert upward_imports(graph) == ["spanqa.files (shared) imports spanqa.reader (reader)"]
+
+
+def test_module_basenames_are_distinct():
+    names = [p.stem for p in SRC.rglob("*.py") if p.stem != "__init__"]
+    assert sorted({n for n in names if names.count(n) > 1}) == []
+
+
+def test_readme_layout_names_every_top_level_module_and_folder():
+    text = README.read_text()
+    layout = text[text.index("## Layout"):].split("```")[1]
+    entries = [p.name for p in SRC.iterdir() if p.name not in ("__init__.py", "__pycache__", "assets")
+               and (p.suffix == ".py" or (p / "__init__.py").exists())]
+    missing = [e for e in entries if (e if e.endswith(".py") else e + "/") not in layout]
+    assert missing == []
 
 
 def test_no_import_cycles():

@@ -9,7 +9,7 @@ import yaml
 from conftest import V1
 
 from spanqa.bundle import BundleManifest
-from spanqa.fetch import recipe_names
+from spanqa.commands.fetch import recipe_names
 from spanqa.cli import main
 from spanqa.config import read_recipe
 
@@ -75,7 +75,7 @@ def test_a_recipe_runs_from_the_bundle_with_the_hub_off(bundle, tmp_path, capsys
 
 
 def test_offline_failures_are_immediate_and_name_the_fetch_that_fixes_them(tmp_path, capsys):
-    import spanqa.tasks.reader  # noqa: F401 - imports first: the timing is of the failure, not of loading torch
+    import spanqa.tasks.reader_task  # noqa: F401 - imports first: the timing is of the failure, not of loading torch
     import transformers  # noqa: F401
 
     t0 = time.perf_counter()

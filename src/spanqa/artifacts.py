@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from spanqa.config import DataConfig, DecodeConfig
-from spanqa.data.io import read_json, write_json_atomic
+from spanqa.files import read_json, write_json_atomic
 from spanqa.errors import SpanqaError
 
 READER_FILE = "spanqa_reader.json"

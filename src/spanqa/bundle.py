@@ -1,4 +1,4 @@
-"""Bundles: what a run needs, fetched where there is network (`spanqa.fetch`), used where there is none
+"""Bundles: what a run needs, fetched where there is network (`spanqa.commands.fetch`), used where there is none
 (seed 003's cluster, whose compute nodes are offline). This module is the using side: the manifest, and
 how names resolve to a bundle's copies.
 
@@ -83,7 +83,7 @@ class BundleManifest:
 
     @classmethod
     def load(cls, root: Path) -> BundleManifest:
-        from spanqa.data.io import read_json
+        from spanqa.files import read_json
 
         path = root / MANIFEST
         if not path.is_file():
@@ -98,7 +98,7 @@ class BundleManifest:
             raise SpanqaError(f"{path}: {exc}.") from None
 
     def save(self, root: Path) -> None:
-        from spanqa.data.io import write_json_atomic
+        from spanqa.files import write_json_atomic
 
         write_json_atomic(root / MANIFEST, dataclasses.asdict(self), indent=1)
 

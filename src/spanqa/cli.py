@@ -50,7 +50,7 @@ def format_scores(scores: dict, scoring: str, source: str) -> str:
 def cmd_data_stats(args: argparse.Namespace) -> int:
     from spanqa.data import load_examples
     from spanqa.models.hub import load_tokenizer
-    from spanqa.stats import dataset_stats
+    from spanqa.commands.stats import dataset_stats
 
     config = from_args(DataConfig, args)
     tokenizer = load_tokenizer(args.model)
@@ -69,7 +69,7 @@ def cmd_data_stats(args: argparse.Namespace) -> int:
 
 def cmd_data_contexts(args: argparse.Namespace) -> int:
     from spanqa.data import load_examples
-    from spanqa.data.io import write_text_atomic
+    from spanqa.files import write_text_atomic
     from spanqa.data.text import split_sentences
 
     contexts = list(dict.fromkeys(e.context for e in load_examples(args.data, args.split).examples))
@@ -115,7 +115,7 @@ def quickstart_recipe() -> dict:
 def cmd_quickstart(args: argparse.Namespace) -> int:
     from spanqa.data import load_examples
     from spanqa.reader import Reader
-    from spanqa.tasks.reader import ReaderSettings, train
+    from spanqa.tasks.reader_task import ReaderSettings, train
 
     recipe = quickstart_recipe()
     for key in ("output_dir", "max_time"):
@@ -173,8 +173,8 @@ def _data_parser(sub) -> None:
 # dataclasses (its fields become the flags); the module's `build(settings, run, command)` makes the `Task`
 # that the one engine (`spanqa.train.engine.fit`) runs.
 TASKS = {
-    "train": ("spanqa.tasks.reader", "ReaderSettings", "fine-tune an encoder into a reader (flags override --config)"),
-    "distill": ("spanqa.tasks.reader", "DistillSettings", "distil a teacher reader into a smaller student"),
+    "train": ("spanqa.tasks.reader_task", "ReaderSettings", "fine-tune an encoder into a reader (flags override --config)"),
+    "distill": ("spanqa.tasks.reader_task", "DistillSettings", "distil a teacher reader into a smaller student"),
     "classify": ("spanqa.tasks.classify", "ClassifySettings",
                  "fine-tune a sentence (pair) classifier (alias: train --task classification)"),
     "pretrain": ("spanqa.tasks.pretrain", "PretrainSettings",
@@ -214,7 +214,7 @@ def cmd_task(args: argparse.Namespace) -> int:
         print(json.dumps(results))
     run = settings.run
     if results and run.push_to_hub and int(os.environ.get("RANK", "0")) == 0:  # under DDP only the main process
-        from spanqa.push import push_run
+        from spanqa.commands.push import push_run
 
         url = push_run(run.output_dir, run.push_to_hub, run.hub_private, run.hub_revision)
         print(f"spanqa: pushed {run.output_dir} to {url}", file=sys.stderr)
@@ -222,7 +222,7 @@ def cmd_task(args: argparse.Namespace) -> int:
 
 
 def cmd_push(args: argparse.Namespace) -> int:
-    from spanqa.push import push_run
+    from spanqa.commands.push import push_run
 
     url = push_run(args.run_dir, args.repo_id, args.hub_private, args.hub_revision, args.include_checkpoints)
     print(f"spanqa: pushed {args.run_dir} to {url}", file=sys.stderr)
@@ -286,7 +286,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from spanqa.data import load_examples
-    from spanqa.predict import has_gold, run_predictions, score, write_outputs
+    from spanqa.commands.predict import has_gold, run_predictions, score, write_outputs
 
     dataset = load_examples(args.data, split=args.split)
     if args.max_samples:
@@ -307,7 +307,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_ask(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from spanqa.data.io import read_text
+    from spanqa.files import read_text
     from spanqa.display import answers_table, highlight
 
     if (args.context is None) == (args.context_file is None):
@@ -377,7 +377,7 @@ def _ask_parser(sub) -> None:
 
 
 def _serve_parser(sub) -> None:
-    from spanqa.server.config import ServeConfig
+    from spanqa.server.serve_config import ServeConfig
 
     p = sub.add_parser("serve", help="HTTP API and web page over a reader")
     _reader_args(p)
@@ -386,8 +386,8 @@ def _serve_parser(sub) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from spanqa.backends import choose
-    from spanqa.export import compare, export_reader, measure_backends
+    from spanqa.answering.backends import choose
+    from spanqa.commands.export import compare, export_reader, measure_backends
     from spanqa.reader import ReaderConfig
 
     calibration = args.calibration_data
@@ -442,7 +442,7 @@ def _export_parser(sub) -> None:
 def cmd_fetch(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from spanqa import fetch as bundle
+    from spanqa.commands import fetch as bundle
 
     say = lambda line: print(f"spanqa: {line}", file=sys.stderr)  # noqa: E731
     if args.verify:
@@ -484,7 +484,7 @@ def _fetch_parser(sub) -> None:
 
 
 def cmd_slurm(args: argparse.Namespace) -> int:
-    from spanqa.slurm import SlurmConfig, write_job
+    from spanqa.commands.slurm import SlurmConfig, write_job
 
     path, job = write_job(from_args(SlurmConfig, args), args.spanqa_command)
     print(f"spanqa: wrote {path}" + (f"; submitted as job {job}" if job else f"; submit it with: sbatch {path}"),
@@ -495,7 +495,7 @@ def cmd_slurm(args: argparse.Namespace) -> int:
 
 
 def _slurm_parser(sub) -> None:
-    from spanqa.slurm import SlurmConfig
+    from spanqa.commands.slurm import SlurmConfig
 
     p = sub.add_parser(
         "slurm", help="write (and --submit) an sbatch script that runs a spanqa command on an offline cluster, "
@@ -507,7 +507,7 @@ def _slurm_parser(sub) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from spanqa.report import write_report
+    from spanqa.commands.report import write_report
 
     table, written = write_report(args.runs, args.output_dir)
     print(table, end="")

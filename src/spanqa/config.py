@@ -17,7 +17,11 @@ import yaml
 from spanqa.errors import SpanqaError
 
 
-def _f(default: Any, help: str) -> Any:
+def setting(default: Any, help: str) -> Any:
+    """A config dataclass field with its one-line doc: `--help` shows `help`, recipes and flags set it.
+
+    Example: `max_seq_length: int = setting(384, "tokens per window")` becomes `--max-seq-length` (default 384).
+    """
     return field(default=default, metadata={"help": help})
 
 
@@ -25,9 +29,9 @@ def _f(default: Any, help: str) -> Any:
 class DataConfig:
     """How examples are cut into model windows."""
 
-    max_seq_length: int = _f(384, "tokens per window, question and special tokens included")
-    doc_stride: int = _f(128, "tokens of context shared by consecutive windows (overlap, as in transformers)")
-    max_query_length: int = _f(64, "question tokens kept; longer questions are truncated")
+    max_seq_length: int = setting(384, "tokens per window, question and special tokens included")
+    doc_stride: int = setting(128, "tokens of context shared by consecutive windows (overlap, as in transformers)")
+    max_query_length: int = setting(64, "question tokens kept; longer questions are truncated")
 
     def __post_init__(self) -> None:
         if self.max_seq_length < 8:
@@ -64,9 +68,9 @@ class DataConfig:
 class DecodeConfig:
     """How start/end logits become answers."""
 
-    n_best_size: int = _f(20, "answers kept per question")
-    max_answer_length: int = _f(30, "longest answer, in tokens")
-    null_score_diff_threshold: float = _f(
+    n_best_size: int = setting(20, "answers kept per question")
+    max_answer_length: int = setting(30, "longest answer, in tokens")
+    null_score_diff_threshold: float = setting(
         0.0, "SQuAD v2: answer 'no answer' when null score - best span score is above this"
     )
 
@@ -153,23 +157,23 @@ class ReaderConfig:
     `predict`, `ask`, `serve` and `export` take these as flags; `Reader.load(path, config)` as a value.
     """
 
-    device: str = _f("", "cpu, cuda, cuda:1 ... (default: CUDA when available)")
-    backend: str = _f("auto", "auto (the fastest backend measured on this CPU within the accuracy guard, for a "
+    device: str = setting("", "cpu, cuda, cuda:1 ... (default: CUDA when available)")
+    backend: str = setting("auto", "auto (the fastest backend measured on this CPU within the accuracy guard, for a "
                               "folder from `spanqa export --format all`; else the folder's own), torch, "
                               "onnxruntime or openvino")
-    precision: str = _f("auto", "auto (bf16 where the hardware has bf16 units), bf16, fp16 (GPU), fp32, "
+    precision: str = setting("auto", "auto (bf16 where the hardware has bf16 units), bf16, fp16 (GPU), fp32, "
                                 "int8 (dynamic int8 Linear layers, CPU)")
-    batch_size: int = _f(32, "windows per forward pass")
-    allow_null: bool | None = _f(None, "may answer 'no answer' (SQuAD v2); default: as the reader was trained "
+    batch_size: int = setting(32, "windows per forward pass")
+    allow_null: bool | None = setting(None, "may answer 'no answer' (SQuAD v2); default: as the reader was trained "
                                        "(a plain hub QA model: no)")
-    null_score_diff_threshold: float | None = _f(None, "answer 'no answer' when the null score minus the best "
+    null_score_diff_threshold: float | None = setting(None, "answer 'no answer' when the null score minus the best "
                                                        "span score is above this (default: tuned at training, else 0)")
-    max_seq_length: int | None = _f(None, "tokens per window (default: as trained)")
-    doc_stride: int | None = _f(None, "context tokens shared by consecutive windows (default: as trained)")
-    max_query_length: int | None = _f(None, "question tokens kept (default: as trained)")
-    n_best_size: int | None = _f(None, "answers kept per question (default: as trained)")
-    max_answer_length: int | None = _f(None, "longest answer in tokens (default: as trained)")
-    allow_untrained_head: bool = _f(False, "run a model whose span head is initialised at load (an encoder, not a "
+    max_seq_length: int | None = setting(None, "tokens per window (default: as trained)")
+    doc_stride: int | None = setting(None, "context tokens shared by consecutive windows (default: as trained)")
+    max_query_length: int | None = setting(None, "question tokens kept (default: as trained)")
+    n_best_size: int | None = setting(None, "answers kept per question (default: as trained)")
+    max_answer_length: int | None = setting(None, "longest answer in tokens (default: as trained)")
+    allow_untrained_head: bool = setting(False, "run a model whose span head is initialised at load (an encoder, not a "
                                            "reader: random answers); refused otherwise")
 
     def __post_init__(self) -> None:

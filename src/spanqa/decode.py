@@ -227,7 +227,8 @@ def decode(
     """Answers for every example that has windows in this batch.
 
     Args:
-        start, end: [F, L] logits of the windows.
+        start: [F, L] start logits of the windows.
+        end: [F, L] end logits of the windows.
         batch: `Features.pad` output for the same windows: offsets [F, L, 2], is_max_context [F, L],
             cls_index [F].
         example_index: [F] index of each window's example in `examples`.

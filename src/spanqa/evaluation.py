@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 
 from spanqa.data import QADataset
-from spanqa.data.io import read_json
+from spanqa.files import read_json
 from spanqa.errors import SpanqaError
 from spanqa.metrics import GoldQuestion, score_predictions
 

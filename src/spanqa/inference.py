@@ -81,6 +81,8 @@ def predict_windows(
         out = m(**model_inputs(batch, input_names, device))
         return out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy()  # [B, L] each
 
+    # batches hold whole questions (all of a question's windows together), so each batch decodes to finished
+    # answers and nothing is kept across batches; they are length-sorted, so padding stays short
     batches = question_batches(features.example_index, features.lengths, batch_size)
     for batch, (start, end) in run_batches(model, features, batches, pad_id, precision, span_logits):
         if progress is not None:

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from spanqa.artifacts import ONNX_FILE, WEIGHTS_FILE, BackendTable, ClassifierInfo, EncoderInfo, ReaderInfo
-from spanqa.backends import choose
+from spanqa.answering.backends import choose
 from spanqa.config import READER_PRECISIONS, DataConfig, DecodeConfig, ReaderConfig  # noqa: F401 - re-exported
 from spanqa.data import Example
 from spanqa.decode import Prediction
@@ -31,7 +31,7 @@ from spanqa.inference import model_device, predict_windows
 from spanqa.models.hub import load_tokenizer, resolve_model_path
 from spanqa.models.families import guard_family
 from spanqa.models.reader_model import load_qa_model, span_head, untrained_head
-from spanqa.passages import pool
+from spanqa.answering.passages import pool
 from spanqa.precision import cpu_has_native_bf16, resolve_precision
 from spanqa.tokenization import input_names_for
 
@@ -136,8 +136,8 @@ class Reader:
         return f"{self.backend} {self.precision} on {self.device}"
 
     def __call__(self, *args, **kwargs):
-        """transformers' `pipeline("question-answering")` calls and outputs (see `spanqa.qa_pipeline`)."""
-        from spanqa.qa_pipeline import pipeline_call
+        """transformers' `pipeline("question-answering")` calls and outputs (see `spanqa.answering.qa_pipeline`)."""
+        from spanqa.answering.qa_pipeline import pipeline_call
 
         return pipeline_call(self, args, kwargs)
 
@@ -146,7 +146,7 @@ class Reader:
         """The `top_k` best answers to one question, best first.
 
         Args:
-            context: one passage, or a list of passages (answers ranked across them; see `spanqa.passages`).
+            context: one passage, or a list of passages (answers ranked across them; see `spanqa.answering.passages`).
             overlap_threshold: with a list, drop spans overlapping a better one of the same passage by more
                 than this fraction of either's length (None keeps them all).
         """
@@ -251,7 +251,7 @@ def _check_head(model, name: str, allowed: bool) -> None:
 
 
 def _load_model(folder: Path, info: ReaderInfo, device: torch.device, precision: str, backend: str):
-    """(model, precision to run it in, backend, why it was chosen or ""): see `spanqa.backends`.
+    """(model, precision to run it in, backend, why it was chosen or ""): see `spanqa.answering.backends`.
 
     A folder with `spanqa_backends.json` runs the backend `choose` picks; any other folder runs its own
     runtime (asking for another one is an error that says how to export it). On torch, precision "int8"

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from spanqa.reader import Reader
 from spanqa.server.app import ServeConfig, create_app
-from spanqa.server.batching import MicroBatcher
+from spanqa.server.scheduler import MicroBatcher
 
 LOCAL = "http://127.0.0.1:8000"  # the server is bound to loopback: it answers only requests for a local host
 CONTEXT = "The Eiffel Tower was designed by the engineering company of Gustave Eiffel and built in 1889."

@@ -2,7 +2,7 @@
 
 import json
 
-from spanqa.tasks.reader import ReaderSettings
+from spanqa.tasks.reader_task import ReaderSettings
 from spanqa.display import hms
 from spanqa.train import outputs
 

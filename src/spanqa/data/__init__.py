@@ -13,7 +13,7 @@ from pathlib import Path
 
 from spanqa.bundle import from_bundle
 from spanqa.data import hf
-from spanqa.data.io import parse_json, read_text
+from spanqa.files import parse_json, read_text
 from spanqa.data.jsonl import parse_jsonl
 from spanqa.data.mrqa import parse_mrqa
 from spanqa.data.squad import parse_squad

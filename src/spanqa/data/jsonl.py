@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from spanqa.data.io import get_field, iter_jsonl
+from spanqa.files import get_field, iter_jsonl
 from spanqa.data.types import Answer, Example, QADataset
 from spanqa.errors import SpanqaError
 

@@ -6,7 +6,7 @@ ends); scoring uses the `answers` strings, as `mrqa_official_eval.py` does.
 
 from __future__ import annotations
 
-from spanqa.data.io import get_field, iter_jsonl
+from spanqa.files import get_field, iter_jsonl
 from spanqa.data.types import Answer, Example, QADataset
 from spanqa.errors import SpanqaError
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from spanqa.data.types import Answer, Example, QADataset
-from spanqa.data.io import get_field
+from spanqa.files import get_field
 from spanqa.errors import SpanqaError
 
 

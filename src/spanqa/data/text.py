@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spanqa.data.io import read_text
+from spanqa.files import read_text
 from spanqa.errors import SpanqaError
 from spanqa.tokenization import plain_backend
 

@@ -40,7 +40,7 @@ class SpanqaReader:
         Args:
             model: a reader folder, hub QA model or alias (what `Reader.load` takes).
             top_k: answers returned (before the "no answer" entry).
-            backend: torch, onnxruntime, openvino or auto (see `spanqa.backends`).
+            backend: torch, onnxruntime, openvino or auto (see `spanqa.answering.backends`).
             overlap_threshold: drop spans overlapping a better one of the same document by more than this
                 fraction of either's length (None keeps all).
             no_answer: end the list with a "no answer" entry, as Haystack's ExtractiveReader does.

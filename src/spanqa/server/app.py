@@ -23,8 +23,8 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from spanqa.errors import SpanqaError
-from spanqa.server.batching import MicroBatcher
-from spanqa.server.config import ServeConfig
+from spanqa.server.scheduler import MicroBatcher
+from spanqa.server.serve_config import ServeConfig
 
 
 log = logging.getLogger(__name__)

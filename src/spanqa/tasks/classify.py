@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from spanqa.artifacts import ClassifierInfo, numeric
 from spanqa.batching import PAD_ID, Ragged, sorted_batches
-from spanqa.data.io import iter_jsonl, read_text
+from spanqa.files import iter_jsonl, read_text
 from spanqa.errors import SpanqaError
 from spanqa.inference import run_batches
 from spanqa.models.hub import load_model, load_tokenizer

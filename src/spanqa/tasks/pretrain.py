@@ -9,7 +9,7 @@ Sequences are built once per run from the tokenized corpus (`spanqa.data.text`, 
   segment A = the first 1..n-1 sentences of a chunk, the longer segment trimmed at a random end.
 - without NSP (RoBERTa's full sentences): documents concatenated with a separator token and packed into
   full-length sequences, so no position is spent on padding.
-Masks are drawn per batch (`spanqa.train.masking`), never stored. The vocabulary projection runs only on
+Masks are drawn per batch (`spanqa.tasks.masking`), never stored. The vocabulary projection runs only on
 the masked positions ([M, V] logits instead of [B, L, V]), which BERT's own pretraining code also does.
 
 The per-sequence loss handed to the loop is scaled so that a batch's sum equals the mean cross-entropy

@@ -1,6 +1,6 @@
 """The training subcommands' settings (`spanqa train`, `distill`, `classify`, `pretrain`): plain dataclasses,
 importable without torch, so building the command line (and `--help`) stays fast. Each task module
-(`spanqa.tasks.reader`, ...) builds its `Task` from these.
+(`spanqa.tasks.reader_task`, ...) builds its `Task` from these.
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from spanqa.config import DataConfig, DecodeConfig, _f
+from spanqa.config import DataConfig, DecodeConfig, setting
 from spanqa.errors import SpanqaError
-from spanqa.tasks.recurrent import RECURRENT_MODELS, RecurrentConfig, is_recurrent
-from spanqa.train.config import LengthConfig, Settings
+from spanqa.tasks.recurrent_readers import RECURRENT_MODELS, RecurrentConfig, is_recurrent
+from spanqa.train.run_config import LengthConfig, Settings
 
 NULL_CHOICES = ("auto", "true", "false")
 INITS = ("random", "pretrained")
@@ -23,12 +23,12 @@ INITS = ("random", "pretrained")
 class DistillConfig:
     """What to distil from, and how hard."""
 
-    teacher: str = _f("", "the teacher reader: a folder from `spanqa train`, a hub QA model")
-    student_layers: int = _f(0, "make the student from the teacher, keeping N evenly spaced layers (0 = use --model)")
-    temperature: float = _f(1.5, "softmax temperature for the soft targets")
-    distillation_loss_weight: float = _f(0.75, "weight of the soft (teacher) loss; 1 - weight goes to the gold spans")
-    cache_teacher_logits: bool = _f(True, "run the teacher once and memory-map its logits (no teacher per epoch)")
-    hidden_loss_weight: float = _f(0.0, "TinyBERT-style intermediate distillation: weight of the MSE between the "
+    teacher: str = setting("", "the teacher reader: a folder from `spanqa train`, a hub QA model")
+    student_layers: int = setting(0, "make the student from the teacher, keeping N evenly spaced layers (0 = use --model)")
+    temperature: float = setting(1.5, "softmax temperature for the soft targets")
+    distillation_loss_weight: float = setting(0.75, "weight of the soft (teacher) loss; 1 - weight goes to the gold spans")
+    cache_teacher_logits: bool = setting(True, "run the teacher once and memory-map its logits (no teacher per epoch)")
+    hidden_loss_weight: float = setting(0.0, "TinyBERT-style intermediate distillation: weight of the MSE between the "
                                         "student's hidden states and the teacher's at mapped layers (same hidden "
                                         "size; the teacher then runs every batch)")
 
@@ -47,7 +47,7 @@ class DistillConfig:
 class QAConfig:
     """Whether the reader learns to say "no answer"."""
 
-    version_2_with_negative: str = _f("auto", "train for unanswerable questions: auto (from the data), true, false")
+    version_2_with_negative: str = setting("auto", "train for unanswerable questions: auto (from the data), true, false")
 
     def __post_init__(self) -> None:
         if self.version_2_with_negative not in NULL_CHOICES:
@@ -100,10 +100,10 @@ class DistillSettings(ReaderSettings):
 class ClassifyConfig:
     """Which columns hold the text and the label."""
 
-    text_column: str = _f("sentence", "column with the (first) text")
-    text_pair_column: str = _f("", "column with the second text of a pair (empty: single sentences)")
-    label_column: str = _f("label", "column with the label (int or string)")
-    dataset_config: str = _f("", "configuration of a hub dataset (e.g. sst2 for nyu-mll/glue)")
+    text_column: str = setting("sentence", "column with the (first) text")
+    text_pair_column: str = setting("", "column with the second text of a pair (empty: single sentences)")
+    label_column: str = setting("label", "column with the label (int or string)")
+    dataset_config: str = setting("", "configuration of a hub dataset (e.g. sst2 for nyu-mll/glue)")
 
 
 @dataclass(frozen=True)
@@ -120,15 +120,15 @@ class ClassifySettings(Settings):
 class PretrainConfig:
     """What to pretrain and how to mask."""
 
-    init_weights: str = _f("random", "random: a new model from --model's config (phase 1, from scratch); "
+    init_weights: str = setting("random", "random: a new model from --model's config (phase 1, from scratch); "
                                      "pretrained: start from --model's weights (phase 2 from phase 1's output)")
-    tokenizer: str = _f("", "tokenizer folder, alias or hub name (default: --model's)")
-    next_sentence_prediction: bool = _f(True, "sentence pairs with the NSP head (BERT); false packs documents "
+    tokenizer: str = setting("", "tokenizer folder, alias or hub name (default: --model's)")
+    next_sentence_prediction: bool = setting(True, "sentence pairs with the NSP head (BERT); false packs documents "
                                               "into full sequences (RoBERTa)")
-    mlm_probability: float = _f(0.15, "share of tokens predicted (80% [MASK], 10% random, 10% unchanged)")
-    whole_word_masking: bool = _f(False, "mask all tokens of a word together")
-    short_seq_prob: float = _f(0.1, "NSP: share of pairs cut to a random shorter length (as BERT)")
-    cache_dir: str = _f("", "where tokenized corpora are cached as Arrow (default: $SPANQA_CACHE or ~/.cache/spanqa)")
+    mlm_probability: float = setting(0.15, "share of tokens predicted (80% [MASK], 10% random, 10% unchanged)")
+    whole_word_masking: bool = setting(False, "mask all tokens of a word together")
+    short_seq_prob: float = setting(0.1, "NSP: share of pairs cut to a random shorter length (as BERT)")
+    cache_dir: str = setting("", "where tokenized corpora are cached as Arrow (default: $SPANQA_CACHE or ~/.cache/spanqa)")
 
     def __post_init__(self) -> None:
         if self.init_weights not in INITS:

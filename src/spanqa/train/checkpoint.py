@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from spanqa.artifacts import RUN_FILE, WEIGHTS_FILE
-from spanqa.data.io import file_mode
+from spanqa.files import file_mode
 from spanqa.models.hub import quiet_transformers
 
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")

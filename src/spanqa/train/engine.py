@@ -21,7 +21,7 @@ from typing import Callable
 import torch
 
 from spanqa.artifacts import RUN_FILE, WEIGHTS_FILE
-from spanqa.data.io import file_mode, write_json_atomic
+from spanqa.files import file_mode, write_json_atomic
 from spanqa.errors import SpanqaError
 from spanqa.memory import keep_freed_memory
 from spanqa.models.cpu_kernels import use_fast_cpu_training
@@ -29,7 +29,7 @@ from spanqa.models.hub import quiet_transformers
 from spanqa.precision import describe, resolve_precision
 from spanqa.train import outputs
 from spanqa.train.checkpoint import EMA_FILE, list_checkpoints, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from spanqa.train.config import Settings
+from spanqa.train.run_config import Settings
 from spanqa.train.ema import EMA
 from spanqa.train.loop import LoopParts, TrainState, plan_steps, train_loop
 from spanqa.train.optim import StepPlan, build_optimizer, build_schedule

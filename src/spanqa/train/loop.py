@@ -24,7 +24,7 @@ import torch
 from spanqa.errors import SpanqaError
 from spanqa.precision import autocast
 from spanqa.train.sampling import epoch_batches, rank_slice
-from spanqa.train.config import OptimConfig
+from spanqa.train.run_config import OptimConfig
 from spanqa.train.optim import StepPlan
 from spanqa.train.signals import StopRequest
 
@@ -157,13 +157,17 @@ class _Budget:
         if self.done:
             return
         if st.step == self.first_step:
+            # the first step pays for one-off work (allocator warm-up, oneDNN kernel selection, lazy imports):
+            # timing from it would overestimate every later step and plan too few
             self.t_first = st.train_seconds
             return
         if st.step < self.first_step + TIMED_STEPS:
             return
         per_step = (st.train_seconds - self.t_first) / (st.step - self.first_step)
         fits = st.step + int((self.seconds - st.train_seconds) / max(per_step, 1e-9))
-        fits = int(_agreed_min(self.acc, fits))
+        fits = int(_agreed_min(self.acc, fits))  # under DDP every process must stop at the same step
+        # only ever shorten: the schedule reads `plan.total`, so warmup and decay shrink with it and the learning
+        # rate still reaches zero at the new end; a plan that already fits is left as the recipe made it
         if fits < plan.total:
             log.info("--max-time %.0f s: %.2f s per step, so %d of the %d planned steps fit; the schedule now ends "
                      "there", self.seconds, per_step, max(fits, st.step + 1), plan.total)

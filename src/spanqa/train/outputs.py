@@ -7,7 +7,7 @@ import platform
 import shlex
 from pathlib import Path
 
-from spanqa.data.io import write_json_atomic, write_text_atomic
+from spanqa.files import write_json_atomic, write_text_atomic
 from spanqa.display import hms
 
 FRAMEWORKS = ("spanqa", "transformers", "torch", "datasets", "tokenizers", "accelerate")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from spanqa.data.io import write_text_atomic
+from spanqa.files import write_text_atomic
 from spanqa.errors import SpanqaError
 
 RUN_ID_FILE = ".tracker_run_id"

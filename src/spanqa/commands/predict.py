@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spanqa.data import QADataset
-from spanqa.data.io import write_json_atomic
+from spanqa.files import write_json_atomic
 from spanqa.decode import Prediction
 from spanqa.evaluation import evaluate
 

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from spanqa.artifacts import BackendMeasurement, BackendTable
-from spanqa.backends import choose
+from spanqa.answering.backends import choose
 from spanqa.cli import main
 from spanqa.errors import SpanqaError
-from spanqa.export import export_reader
+from spanqa.commands.export import export_reader
 from spanqa.reader import Reader
 
 CONTEXT = "The Eiffel Tower was designed by the engineering company of Gustave Eiffel and built in 1889."

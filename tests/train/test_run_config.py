@@ -6,8 +6,8 @@ import pytest
 
 from spanqa.cli import TASKS, _task
 from spanqa.errors import SpanqaError
-from spanqa.tasks.reader import ReaderSettings
-from spanqa.train.config import read_recipe
+from spanqa.tasks.reader_task import ReaderSettings
+from spanqa.train.run_config import read_recipe
 
 ROOT = Path(__file__).parents[2] / "recipes"
 RECIPES = sorted(ROOT.glob("*.yaml"))

@@ -13,7 +13,7 @@ from slurm_cluster import LocalSlurm
 
 from spanqa.cli import main
 from spanqa.errors import SpanqaError
-from spanqa.slurm import SlurmConfig, render, spanqa_command
+from spanqa.commands.slurm import SlurmConfig, render, spanqa_command
 
 
 def script(tmp_path, *flags) -> str:

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from spanqa.config import _f
-from spanqa.data.io import write_text_atomic
+from spanqa.config import setting
+from spanqa.files import write_text_atomic
 from spanqa.errors import SpanqaError
 
 TRAINING_COMMANDS = ("train", "distill", "pretrain", "classify")
@@ -36,27 +36,27 @@ TRAINING_COMMANDS = ("train", "distill", "pretrain", "classify")
 class SlurmConfig:
     """Resources and environment of the generated job."""
 
-    job_name: str = _f("spanqa", "the job's name (also names the log file)")
-    nodes: int = _f(1, "nodes; one torchrun per node")
-    gpus_per_node: int = _f(0, "GPUs per node, one worker process each (0: CPU, one worker per node)")
-    gpu_type: str = _f("", "GPU type the cluster names, e.g. a100 (gives --gpus-per-node=a100:N)")
-    cpus_per_task: int = _f(8, "CPU cores per node for the job")
-    mem: str = _f("", "memory per node, e.g. 64G (default: the partition's)")
-    time: str = _f("24:00:00", "time limit, [D-]HH:MM:SS")
-    partition: str = _f("", "partition (default: the cluster's)")
-    account: str = _f("", "account to charge (default: yours)")
-    mail_user: str = _f("", "mail the job's events to this address")
-    mail_type: str = _f("END,FAIL,REQUEUE", "which events to mail (with --mail-user)")
-    signal_seconds: int = _f(300, "seconds before pre-emption or the time limit at which workers checkpoint")
-    modules: str = _f("", "environment modules to load first, e.g. 'gcc arrow python/3.10' (module load ...)")
-    venv: str = _f("", "virtual environment to activate on the compute node (default: this one, if any)")
-    bundle: str = _f("", "bundle from `spanqa fetch` (default: $SPANQA_BUNDLE)")
-    port: int = _f(29500, "rendezvous port on the first node")
-    log_dir: str = _f("slurm-logs", "folder for the job's output (appended across requeues)")
-    predict_data: str = _f("", "after training, write predictions on this data into the output folder and print "
+    job_name: str = setting("spanqa", "the job's name (also names the log file)")
+    nodes: int = setting(1, "nodes; one torchrun per node")
+    gpus_per_node: int = setting(0, "GPUs per node, one worker process each (0: CPU, one worker per node)")
+    gpu_type: str = setting("", "GPU type the cluster names, e.g. a100 (gives --gpus-per-node=a100:N)")
+    cpus_per_task: int = setting(8, "CPU cores per node for the job")
+    mem: str = setting("", "memory per node, e.g. 64G (default: the partition's)")
+    time: str = setting("24:00:00", "time limit, [D-]HH:MM:SS")
+    partition: str = setting("", "partition (default: the cluster's)")
+    account: str = setting("", "account to charge (default: yours)")
+    mail_user: str = setting("", "mail the job's events to this address")
+    mail_type: str = setting("END,FAIL,REQUEUE", "which events to mail (with --mail-user)")
+    signal_seconds: int = setting(300, "seconds before pre-emption or the time limit at which workers checkpoint")
+    modules: str = setting("", "environment modules to load first, e.g. 'gcc arrow python/3.10' (module load ...)")
+    venv: str = setting("", "virtual environment to activate on the compute node (default: this one, if any)")
+    bundle: str = setting("", "bundle from `spanqa fetch` (default: $SPANQA_BUNDLE)")
+    port: int = setting(29500, "rendezvous port on the first node")
+    log_dir: str = setting("slurm-logs", "folder for the job's output (appended across requeues)")
+    predict_data: str = setting("", "after training, write predictions on this data into the output folder and print "
                                "the official scores (seed 003's evaluation step)")
-    script: str = _f("", "where to write the script (default: <job_name>.sbatch)")
-    submit: bool = _f(False, "submit it with sbatch after writing it")
+    script: str = setting("", "where to write the script (default: <job_name>.sbatch)")
+    submit: bool = setting(False, "submit it with sbatch after writing it")
 
     def __post_init__(self) -> None:
         for name in ("nodes", "cpus_per_task", "port"):

@@ -10,7 +10,7 @@ haystack = pytest.importorskip("haystack")
 from haystack import Document, Pipeline  # noqa: E402
 from haystack.components.retrievers.in_memory import InMemoryBM25Retriever  # noqa: E402
 from haystack.document_stores.in_memory import InMemoryDocumentStore  # noqa: E402
-from test_passages import FILLER, single_token_words, spotter_reader  # noqa: E402
+from answering.test_passages import FILLER, single_token_words, spotter_reader  # noqa: E402
 
 from spanqa.integrations.haystack import SpanqaReader  # noqa: E402
 

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, get_type_hints
 
 import yaml
 
-from spanqa.config import _f, field_type, read_recipe  # noqa: F401 - read_recipe: where recipes are read
+from spanqa.config import field_type, read_recipe, setting  # noqa: F401 - read_recipe: where recipes are read
 from spanqa.errors import SpanqaError
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
@@ -28,24 +28,24 @@ RESUME_CHOICES = ("yes", "no", "auto")
 class RunConfig:
     """What to train and where to write it."""
 
-    model: str = _f("minilm-l6", "encoder to fine-tune: a model folder, a hub name, or the offline alias minilm-l6")
-    train_data: str = _f("", "training data: any source `spanqa evaluate` reads")
-    eval_data: str = _f("", "evaluation data (optional): any source `spanqa evaluate` reads")
-    train_split: str = _f("train", "split of a hub or saved dataset to train on")
-    eval_split: str = _f("validation", "split of a hub or saved dataset to evaluate on")
-    max_train_samples: int = _f(0, "use only the first N training questions (0 = all)")
-    max_eval_samples: int = _f(0, "use only the first N evaluation questions (0 = all)")
-    output_dir: str = _f("", "folder for checkpoints, the final model, metrics, model card and plots")
-    overwrite_output_dir: bool = _f(False, "allow writing into a folder that holds another run")
+    model: str = setting("minilm-l6", "encoder to fine-tune: a model folder, a hub name, or the offline alias minilm-l6")
+    train_data: str = setting("", "training data: any source `spanqa evaluate` reads")
+    eval_data: str = setting("", "evaluation data (optional): any source `spanqa evaluate` reads")
+    train_split: str = setting("train", "split of a hub or saved dataset to train on")
+    eval_split: str = setting("validation", "split of a hub or saved dataset to evaluate on")
+    max_train_samples: int = setting(0, "use only the first N training questions (0 = all)")
+    max_eval_samples: int = setting(0, "use only the first N evaluation questions (0 = all)")
+    output_dir: str = setting("", "folder for checkpoints, the final model, metrics, model card and plots")
+    overwrite_output_dir: bool = setting(False, "allow writing into a folder that holds another run")
     resume: str = field(default="no", metadata={
         "help": "continue from the latest checkpoint in output_dir: yes (a bare --resume), no, or auto (resume if "
                 "a checkpoint exists, else start: what a requeued cluster job runs)", "bare": "yes"})
-    config_overrides: str = _f("", "model config overrides, e.g. 'attention_probs_dropout_prob=0.0,layer_norm_eps=1e-3'")
-    report_to: str = _f("tensorboard", "tracking: tensorboard, wandb, mlflow or none")
-    push_to_hub: str = _f("", "after training, upload the final model folder to this hub repo (ORG/NAME)")
-    hub_private: bool = _f(False, "make the hub repo private (with --push-to-hub)")
-    hub_revision: str = _f("", "push to this branch of the hub repo (with --push-to-hub)")
-    run_name: str = _f("", "name for trackers and the model card (default: the output folder's name)")
+    config_overrides: str = setting("", "model config overrides, e.g. 'attention_probs_dropout_prob=0.0,layer_norm_eps=1e-3'")
+    report_to: str = setting("tensorboard", "tracking: tensorboard, wandb, mlflow or none")
+    push_to_hub: str = setting("", "after training, upload the final model folder to this hub repo (ORG/NAME)")
+    hub_private: bool = setting(False, "make the hub repo private (with --push-to-hub)")
+    hub_revision: str = setting("", "push to this branch of the hub repo (with --push-to-hub)")
+    run_name: str = setting("", "name for trackers and the model card (default: the output folder's name)")
 
     def __post_init__(self) -> None:
         if self.report_to not in TRACKERS:
@@ -70,39 +70,39 @@ class RunConfig:
 class OptimConfig:
     """How to train: optimiser, schedule, batches, precision, evaluation and checkpoint cadence."""
 
-    learning_rate: float = _f(3e-5, "peak learning rate")
-    num_train_epochs: float = _f(2.0, "passes over the training windows")
-    max_steps: int = _f(0, "stop after this many optimizer steps (0 = use num_train_epochs)")
-    max_time: float = _f(0.0, "training time budget in seconds (0 = none): the schedule is re-planned to end "
+    learning_rate: float = setting(3e-5, "peak learning rate")
+    num_train_epochs: float = setting(2.0, "passes over the training windows")
+    max_steps: int = setting(0, "stop after this many optimizer steps (0 = use num_train_epochs)")
+    max_time: float = setting(0.0, "training time budget in seconds (0 = none): the schedule is re-planned to end "
                               "within it from the measured step time, and the loop stops there, saves and evaluates")
-    per_device_train_batch_size: int = _f(12, "windows per device per micro-batch")
-    per_device_eval_batch_size: int = _f(64, "windows per device in evaluation")
-    gradient_accumulation_steps: int = _f(1, "micro-batches per optimizer step")
-    optimizer: str = _f("adamw", "adamw, lamb, adam (L2 weight decay, as the seed's recurrent readers) or "
+    per_device_train_batch_size: int = setting(12, "windows per device per micro-batch")
+    per_device_eval_batch_size: int = setting(64, "windows per device in evaluation")
+    gradient_accumulation_steps: int = setting(1, "micro-batches per optimizer step")
+    optimizer: str = setting("adamw", "adamw, lamb, adam (L2 weight decay, as the seed's recurrent readers) or "
                                  "adadelta (BiDAF's)")
-    weight_decay: float = _f(0.01, "decoupled weight decay (not applied to biases and LayerNorm)")
-    adam_beta1: float = _f(0.9, "first-moment decay")
-    adam_beta2: float = _f(0.999, "second-moment decay")
-    adam_epsilon: float = _f(1e-8, "denominator epsilon (every optimizer)")
-    adadelta_rho: float = _f(0.95, "AdaDelta: decay of the squared-gradient and squared-update averages")
-    ema_decay: float = _f(0.0, "keep an exponential moving average of the weights with this decay, evaluate and "
+    weight_decay: float = setting(0.01, "decoupled weight decay (not applied to biases and LayerNorm)")
+    adam_beta1: float = setting(0.9, "first-moment decay")
+    adam_beta2: float = setting(0.999, "second-moment decay")
+    adam_epsilon: float = setting(1e-8, "denominator epsilon (every optimizer)")
+    adadelta_rho: float = setting(0.95, "AdaDelta: decay of the squared-gradient and squared-update averages")
+    ema_decay: float = setting(0.0, "keep an exponential moving average of the weights with this decay, evaluate and "
                                "save it (BiDAF: 0.999; 0 = off)")
-    lamb_bias_correction: bool = _f(True, "LAMB: correct the moment estimates' bias")
-    lr_scheduler_type: str = _f("linear", "linear, cosine or constant (after warmup)")
-    warmup_ratio: float = _f(0.1, "share of steps spent warming up linearly from 0")
-    max_grad_norm: float = _f(1.0, "clip the global gradient norm to this (0 = off)")
-    precision: str = _f("auto", "auto (bf16 where the hardware has it), bf16, fp16 (GPU), fp32")
-    loss_scale: float = _f(65536.0, "fp16 only: initial dynamic loss scale")
-    seed: int = _f(42, "seed for weights of new heads, dropout and data order")
-    group_by_length: bool = _f(True, "batch windows of similar length together (order still shuffled)")
-    logging_steps: int = _f(10, "log loss and learning rate every N steps")
-    eval_steps: int = _f(0, "evaluate every N steps (0 = only at the end)")
-    save_steps: int = _f(500, "checkpoint every N steps (0 = only at the end)")
-    save_total_limit: int = _f(2, "keep the last K checkpoints")
-    keep_final_checkpoint: bool = _f(False, "keep the checkpoints (optimizer state included) of a completed run; by "
+    lamb_bias_correction: bool = setting(True, "LAMB: correct the moment estimates' bias")
+    lr_scheduler_type: str = setting("linear", "linear, cosine or constant (after warmup)")
+    warmup_ratio: float = setting(0.1, "share of steps spent warming up linearly from 0")
+    max_grad_norm: float = setting(1.0, "clip the global gradient norm to this (0 = off)")
+    precision: str = setting("auto", "auto (bf16 where the hardware has it), bf16, fp16 (GPU), fp32")
+    loss_scale: float = setting(65536.0, "fp16 only: initial dynamic loss scale")
+    seed: int = setting(42, "seed for weights of new heads, dropout and data order")
+    group_by_length: bool = setting(True, "batch windows of similar length together (order still shuffled)")
+    logging_steps: int = setting(10, "log loss and learning rate every N steps")
+    eval_steps: int = setting(0, "evaluate every N steps (0 = only at the end)")
+    save_steps: int = setting(500, "checkpoint every N steps (0 = only at the end)")
+    save_total_limit: int = setting(2, "keep the last K checkpoints")
+    keep_final_checkpoint: bool = setting(False, "keep the checkpoints (optimizer state included) of a completed run; by "
                                             "default they are removed once the final model is saved (a pre-empted "
                                             "run always keeps them, to resume)")
-    metric_for_best_model: str = _f(
+    metric_for_best_model: str = setting(
         "", "eval metric that picks the best checkpoint (f1, exact, best_f1, accuracy, loss...; "
         "default: the task's own: f1 for readers, accuracy for classification, loss for pretraining)")
 
@@ -130,7 +130,7 @@ class OptimConfig:
 class LengthConfig:
     """Sequence length for tasks without sliding windows (classification, pretraining)."""
 
-    max_seq_length: int = _f(384, "tokens per sequence, special tokens included (BERT phase 1: 128, phase 2: 512)")
+    max_seq_length: int = setting(384, "tokens per sequence, special tokens included (BERT phase 1: 128, phase 2: 512)")
 
     def __post_init__(self) -> None:
         if self.max_seq_length < 8:

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from spanqa.artifacts import RUN_FILE, WEIGHTS_FILE
-from spanqa.data.io import read_json, write_text_atomic
+from spanqa.files import read_json, write_text_atomic
 from spanqa.display import hms
 from spanqa.errors import SpanqaError
 

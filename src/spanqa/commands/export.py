@@ -5,7 +5,7 @@ openvino (OpenVINO IR; int8: NNCF post-training quantization, calibrated on `CAL
 the bundled SQuAD train sample or of `calibration_data`), torch (int8: dynamic quantization at load), and all:
 one folder with the torch weights and every backend under `backends/`, each measured against fp32 torch on
 the same dev questions (speed and EM/F1 change) into `spanqa_backends.json`, which `backend="auto"`
-chooses from (see `spanqa.backends`).
+chooses from (see `spanqa.answering.backends`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 
 from spanqa.artifacts import ONNX_FILE, BackendMeasurement, BackendTable
 from spanqa.data import load_examples
-from spanqa.data.io import file_mode
+from spanqa.files import file_mode
 from spanqa.errors import SpanqaError
 from spanqa.evaluation import evaluate
 from spanqa.features import build_features
@@ -95,6 +95,7 @@ def calibration_feeds(reader: Reader, data: str, count: int = CALIBRATION_WINDOW
     features = build_features(dataset.examples[:count], reader.tokenizer, reader.data)
     names, pad = input_names_for(reader.tokenizer, reader.model), reader.tokenizer.pad_token_id or 0
     feeds = []
+    # one window per feed, unpadded: padding tokens would enter the activation ranges the scales come from
     for row in range(min(count, len(features.example_index))):
         batch = features.pad(np.array([row]), pad)
         feeds.append({k: np.asarray(batch[k], dtype=np.int64) for k in names if k in batch})

@@ -8,7 +8,7 @@ from conftest import V1, train_args
 import huggingface_hub
 from spanqa.cli import main
 from spanqa.errors import SpanqaError
-from spanqa.push import files_to_push, push_run
+from spanqa.commands.push import files_to_push, push_run
 
 
 class StandInHub:

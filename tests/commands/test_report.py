@@ -9,7 +9,7 @@ import torch
 from spanqa.artifacts import RUN_FILE
 from spanqa.cli import main
 from spanqa.errors import SpanqaError
-from spanqa.report import markdown, read_run
+from spanqa.commands.report import markdown, read_run
 
 
 def fake_run(folder, model, train_s, f1, **extra):

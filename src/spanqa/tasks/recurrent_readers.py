@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from spanqa.config import _f
+from spanqa.config import setting
 from spanqa.data import Example
 from spanqa.errors import SpanqaError
 
@@ -19,16 +19,16 @@ RECURRENT_MODELS = ("bidaf", "lstm-baseline")
 class RecurrentConfig:
     """Recurrent readers (--model bidaf or lstm-baseline): word vectors and sizes."""
 
-    embeddings: str = _f("glove-6b-50d", "word vectors: the offline alias glove-6b-50d, a GloVe/word2vec text file "
+    embeddings: str = setting("glove-6b-50d", "word vectors: the offline alias glove-6b-50d, a GloVe/word2vec text file "
                                          "(.gz too), a word2vec .bin or a gensim KeyedVectors file")
-    freeze_embeddings: bool = _f(True, "keep the word vectors fixed (the char CNN still learns)")
-    hidden_size: int = _f(100, "LSTM hidden size per direction (BiDAF's d)")
-    char_embedding_size: int = _f(8, "char embedding size (0 with char_channels 0: no char CNN)")
-    char_channels: int = _f(100, "char CNN filters, the size of each word's char features (0 = no char CNN)")
-    char_kernel_size: int = _f(5, "char CNN filter width")
-    max_word_length: int = _f(16, "chars per word the char CNN reads")
-    highway_layers: int = _f(2, "highway layers over the word + char embeddings (BiDAF)")
-    dropout: float = _f(0.2, "dropout before every LSTM layer and the output layers")
+    freeze_embeddings: bool = setting(True, "keep the word vectors fixed (the char CNN still learns)")
+    hidden_size: int = setting(100, "LSTM hidden size per direction (BiDAF's d)")
+    char_embedding_size: int = setting(8, "char embedding size (0 with char_channels 0: no char CNN)")
+    char_channels: int = setting(100, "char CNN filters, the size of each word's char features (0 = no char CNN)")
+    char_kernel_size: int = setting(5, "char CNN filter width")
+    max_word_length: int = setting(16, "chars per word the char CNN reads")
+    highway_layers: int = setting(2, "highway layers over the word + char embeddings (BiDAF)")
+    dropout: float = setting(0.2, "dropout before every LSTM layer and the output layers")
 
     def __post_init__(self) -> None:
         for name in ("hidden_size", "max_word_length"):

@@ -12,10 +12,10 @@ from conftest import V1
 
 from spanqa.data import load_examples
 from spanqa.errors import SpanqaError
-from spanqa.qa_pipeline import _answer, _word_spans
+from spanqa.answering.qa_pipeline import _answer, _word_spans
 from spanqa.reader import Reader
 
-REF_PYTHON = Path(__file__).parents[1] / "bench" / ".ref" / "transformers-4.57" / "bin" / "python"
+REF_PYTHON = Path(__file__).parents[2] / "bench" / ".ref" / "transformers-4.57" / "bin" / "python"
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from spanqa.data.io import write_json_atomic, write_text_atomic
+from spanqa.files import write_json_atomic, write_text_atomic
 
 
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600)])

@@ -42,11 +42,15 @@ def choose(table: BackendTable, backend: str = "auto", precision: str = "auto",
         have = ", ".join(r.name for r in table.measured) or "none"
         raise SpanqaError(f"no {backend} {precision} variant in this reader folder (it has: {have}); "
                           "write one with: spanqa export --model FOLDER --format all --output NEW")
+    # speed depends on the CPU's units (bf16, VNNI, AMX) far more than on its clock, so a table measured on
+    # another kind of CPU is only used when this CPU has none of its own
     here = [r for r in rows if r.cpu == cpu]
     pool, where = (here, "measured on this CPU") if here else (rows, f"measured on {rows[0].cpu}, not this CPU "
                                                                       f"({cpu}); re-run spanqa export here to measure it")
     if precision == "auto":
         refused = [r for r in pool if not within_guard(r)]
+        # when nothing passes the guard, fall back to the first row measured (export writes torch fp32 first,
+        # the reference the F1 changes are measured against), rather than to the fastest inaccurate one
         pool = [r for r in pool if within_guard(r)] or pool[:1]
     else:
         refused = []

@@ -27,7 +27,7 @@ from spanqa.models.reader_model import load_qa_model, model_inputs, span_loss, u
 from spanqa.reader import Reader, ReaderConfig
 from spanqa.tasks.distill import (DistillObjective, TeacherLogits, check_same_tokenizer,
                                   evenly_spaced, layer_map, shrink_layers)
-from spanqa.tasks.recurrent import is_recurrent, new_reader
+from spanqa.tasks.recurrent_readers import is_recurrent, new_reader
 from spanqa.tasks.settings import DistillConfig, DistillSettings, QAConfig, ReaderSettings  # noqa: F401 - re-exported
 from spanqa.tokenization import input_names_for
 from spanqa.train import outputs

@@ -7,7 +7,7 @@ from conftest import FIXTURES
 
 from spanqa.cli import main
 from spanqa.errors import SpanqaError
-from spanqa.export import export_reader
+from spanqa.commands.export import export_reader
 from spanqa.reader import Reader
 
 V1 = str(FIXTURES / "squad-v1.1-dev-fixture.json")

@@ -8,7 +8,7 @@ import pytest
 from conftest import V1, V2, losses, recurrent_args, train_args
 
 from spanqa.cli import main
-from spanqa.tasks.reader import ReaderSettings
+from spanqa.tasks.reader_task import ReaderSettings
 
 
 @pytest.mark.parametrize("architecture", ["bidaf", "lstm-baseline"])

@@ -122,10 +122,14 @@ class MicroBatcher:
         jobs = [job for job in self.active if job.next < len(job.pairs)]
         share = max(1, self.max_batch_windows // len(jobs))
         for job in jobs:
+            # credit is capped at one pass (or the next question's cost, if larger): a request that waited
+            # through many passes cannot bank enough to take several whole passes in a row afterwards
             job.credit = min(job.credit + share, max(self.max_batch_windows, job.costs[job.next]))
         # after a heavy pass, heavy questions wait one pass while anything lighter waits
         light_only = self._heavy_last and any(job.costs[job.next] <= share for job in jobs)
         picked, windows, progressed = [], 0, True
+        # round-robin one question per request per round, so a request with credit for ten questions cannot
+        # fill the pass before the next request gets its first
         while progressed and len(picked) < self.max_batch_size:
             progressed = False
             for job in jobs:
@@ -158,7 +162,7 @@ class MicroBatcher:
 
     async def _process(self, picked: list[tuple[_Job, int]]) -> None:
         pairs = [job.pairs[i] for job, i in picked]
-        top_k = max(job.top_k for job, _ in picked)
+        top_k = max(job.top_k for job, _ in picked)  # one call for the pass; each request is cut to its own below
         t0 = time.perf_counter()
         try:
             answers = await asyncio.to_thread(self.answer_batch, pairs, top_k)
