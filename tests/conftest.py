@@ -183,3 +183,13 @@ def recurrent_args(architecture: str, vectors, out, *extra) -> list[str]:
     """`spanqa train` of a tiny recurrent reader (`architecture`) on the v1.1 fixture into `out`."""
     return train_args(architecture, out, "--embeddings", str(vectors), "--hidden-size", "12", "--char-channels", "10",
                       "--char-embedding-size", "4", *extra)
+
+
+@pytest.fixture(scope="session")
+def tiny_reader(tmp_path_factory, tiny_model) -> Path:
+    """A reader folder: the tiny model trained for a few steps on the v1.1 fixture (answers are poor, but real)."""
+    from spanqa.cli import main
+
+    out = tmp_path_factory.mktemp("reader") / "tiny-reader"
+    assert main(train_args(tiny_model, out, "--max-steps", "6", "--max-train-samples", "40")) == 0
+    return out

@@ -17,6 +17,7 @@ LAYERS = [
     ("data", ["spanqa.data", "spanqa.tokenization", "spanqa.batching", "spanqa.metrics"]),
     ("features and models", ["spanqa.features", "spanqa.decode", "spanqa.models"]),
     ("running models", ["spanqa.inference", "spanqa.evaluation", "spanqa.artifacts"]),
+    ("retrieval", ["spanqa.retrieval"]),
     ("training engine", ["spanqa.train"]),
     ("answering", ["spanqa.answering"]),
     ("reader", ["spanqa.reader"]),

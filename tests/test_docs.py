@@ -31,7 +31,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import train_args
 
 ROOT = Path(__file__).parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
@@ -126,16 +125,6 @@ def test_the_block_reader_sees_markers_and_continuations(tmp_path):
     assert commands(bash.code) == ["spanqa train --x 1"]
 
 
-@pytest.fixture(scope="session")
-def quickstart_reader(tmp_path_factory, tiny_model) -> Path:
-    """A tiny reader folder standing in for `spanqa quickstart`'s runs/quickstart."""
-    from spanqa.cli import main
-
-    out = tmp_path_factory.mktemp("docs") / "quickstart"
-    assert main(train_args(tiny_model, out, "--max-steps", "6", "--max-train-samples", "40")) == 0
-    return out
-
-
 def sandbox(tmp_path: Path, reader: Path) -> Path:
     (tmp_path / "src" / "spanqa").mkdir(parents=True)
     (tmp_path / "src" / "spanqa" / "assets").symlink_to(ROOT / "src" / "spanqa" / "assets")
@@ -203,8 +192,8 @@ PAGES_WITH_EXAMPLES = [p for p in PAGES if any(b.not_run is None for b in blocks
 
 @pytest.mark.slow
 @pytest.mark.parametrize("page", PAGES_WITH_EXAMPLES, ids=lambda p: str(p.relative_to(ROOT)))
-def test_the_examples_of_a_page_run(page, tmp_path, monkeypatch, quickstart_reader):
-    cwd = sandbox(tmp_path, quickstart_reader)
+def test_the_examples_of_a_page_run(page, tmp_path, monkeypatch, tiny_reader):
+    cwd = sandbox(tmp_path, tiny_reader)
     monkeypatch.chdir(cwd)
     env = {**os.environ, "SPANQA_CACHE": str(tmp_path / "cache")}
     namespace: dict = {}

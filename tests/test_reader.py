@@ -182,3 +182,19 @@ def test_an_encoder_without_a_trained_span_head_is_refused_unless_allowed(tmp_pa
     assert "--allow-untrained-head" in capsys.readouterr().err
     assert main(["ask", "--model", str(tmp_path), "--question", "Who?", "--context", "Ada wrote it.",
                  "--allow-untrained-head"]) == 0
+
+
+def test_alternatives_are_distinct_answers_for_one_passage_as_for_many(tiny_reader):
+    """Regression: one passage's top 3 were "radioactivity", "on radioactivity", "research on radioactivity"."""
+    from spanqa.answering.passages import _overlaps
+
+    reader = Reader.load(tiny_reader, precision="fp32")
+    context = " ".join(["The tower was designed by the company of Gustave Eiffel and built in 1889 in Paris."] * 3)
+    question = "Who designed the tower?"
+    for ctx in (context, [context, context[:90]]):
+        answers = reader.answer(question, ctx, top_k=8)
+        assert len(answers) >= 2
+        for i, a in enumerate(answers):
+            assert not any(b.passage == a.passage and _overlaps(a, b, 0.01) for b in answers[:i])
+    everything = reader.answer(question, context, top_k=8, overlap_threshold=None)
+    assert any(_overlaps(a, b, 0.01) for i, a in enumerate(everything) for b in everything[:i])

@@ -3,7 +3,8 @@
 A reader folder holds a Hugging Face model and tokenizer plus `spanqa_reader.json` (`ReaderInfo`: how to
 window and decode, whether it may answer "no answer", how it was exported); one made by `spanqa export
 --format all` also holds every backend's files under `backends/` and `spanqa_backends.json`
-(`BackendTable`: each backend's measured speed and EM/F1 change, what `backend="auto"` chooses from). A classifier folder holds
+(`BackendTable`: each backend's measured speed and EM/F1 change, what `backend="auto"` chooses from). A collection
+index (`spanqa index`) holds `spanqa_index.json` (`IndexInfo`: how its passages were cut and searched). A classifier folder holds
 `spanqa_classifier.json` (`ClassifierInfo`), a pretrained encoder `spanqa_pretrain.json` (`EncoderInfo`).
 Training writes them, `Reader`, export and the server read them; nothing else reads these files.
 
@@ -29,6 +30,8 @@ RUN_FILE = "spanqa_train_config.json"  # the resolved training settings, beside 
 WEIGHTS_FILE = "model.safetensors"
 ONNX_FILE = "model.onnx"
 BACKENDS_FILE = "spanqa_backends.json"
+INDEX_FILE = "spanqa_index.json"
+RETRIEVERS = ("bm25", "dense", "hybrid")
 SCHEMA_VERSION = 1
 RUNTIMES = ("torch", "onnxruntime", "openvino")
 
@@ -227,3 +230,37 @@ class BackendTable(_Info):
 def numeric(metrics: dict) -> dict[str, float]:
     """The numeric entries of a metrics dict (what an info file keeps)."""
     return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+@dataclass(frozen=True)
+class IndexInfo(_Info):
+    """A collection index folder (`spanqa_index.json`), written by `spanqa index`.
+
+    Attributes:
+        retrievers: the searches the index holds: "bm25", and "dense" when it has passage vectors.
+        default_retriever: what `retriever="auto"` uses: bm25, dense or hybrid (both, fused by rank).
+        tokenizer: whose tokens measure passages (a reader's, so a passage fits one of its windows).
+        passage_tokens: the most tokens in a passage.
+        overlap_tokens: tokens a passage may repeat from the one before it (whole paragraphs only).
+        encoder: the sentence encoder of the dense vectors ("" without them).
+        vector_dtype: how the vectors are stored: float16 or int8.
+        documents, passages: how many, not counting deleted ones.
+    """
+
+    FILE: ClassVar[str] = INDEX_FILE
+
+    retrievers: list[str] = field(default_factory=lambda: ["bm25"])
+    default_retriever: str = "bm25"
+    tokenizer: str = "minilm-l6"
+    passage_tokens: int = 317
+    overlap_tokens: int = 64
+    encoder: str = ""
+    vector_dtype: str = "float16"
+    documents: int = 0
+    passages: int = 0
+    schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        if self.default_retriever not in RETRIEVERS:
+            raise SpanqaError(f"{INDEX_FILE}: default_retriever {self.default_retriever!r}: expected one of "
+                              f"{', '.join(RETRIEVERS)}.")

@@ -310,8 +310,11 @@ def cmd_ask(args: argparse.Namespace) -> int:
     from spanqa.files import read_text
     from spanqa.display import answers_table, highlight
 
+    if args.index:
+        return _ask_index(args)
     if (args.context is None) == (args.context_file is None):
-        raise SpanqaError("give the passage with exactly one of --context TEXT or --context-file FILE.")
+        raise SpanqaError("give the passage with exactly one of --context TEXT or --context-file FILE "
+                          "(or ask a collection with --index INDEX).")
     context = args.context if args.context is not None else read_text(Path(args.context_file))
     if not context.strip() or not args.question.strip():
         raise SpanqaError("the question and the context must not be empty.")
@@ -334,11 +337,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     config = from_args(ServeConfig, args)
     reader = _load_reader(args)
-    print(f"spanqa: serving {args.model} on http://{config.host}:{config.port} (docs at /docs)", file=sys.stderr)
+    app = create_app(reader, config, args.index)
+    what = f" and the collection {args.index}" if args.index else ""
+    print(f"spanqa: serving {args.model}{what} on http://{config.host}:{config.port} (docs at /docs)", file=sys.stderr)
     # uvicorn drains in-flight requests on SIGTERM, then raises the signal again for the previous handler:
     # with this one, that ends the process with status 0 (a finished shutdown) instead of "killed by SIGTERM".
     signal.signal(signal.SIGTERM, lambda *_: None)
-    uvicorn.run(create_app(reader, config), host=config.host, port=config.port, log_level="warning",
+    uvicorn.run(app, host=config.host, port=config.port, log_level="warning",
                 server_header=False, limit_concurrency=config.limit_concurrency,
                 timeout_keep_alive=config.timeout_keep_alive,
                 timeout_graceful_shutdown=config.timeout_graceful_shutdown)
@@ -365,22 +370,69 @@ def _predict_parser(sub) -> None:
     p.set_defaults(func=cmd_predict)
 
 
+def _ask_index(args: argparse.Namespace) -> int:
+    from spanqa.commands.indexing import ask_collection
+
+    if args.context is not None or args.context_file is not None:
+        raise SpanqaError("--index asks the collection: leave out --context and --context-file.")
+    if not args.question.strip():
+        raise SpanqaError("the question must not be empty.")
+    reader = _load_reader(args)
+    print(f"spanqa: answered by {reader.name} ({reader.runs_on})", file=sys.stderr)
+    return ask_collection(reader, args.index, args.question, args.top_k, args.retrieve, args.retriever,
+                          color=sys.stdout.isatty() and not args.no_color)
+
+
 def _ask_parser(sub) -> None:
-    p = sub.add_parser("ask", help="answer one question about a passage")
+    p = sub.add_parser("ask", help="answer one question about a passage, or about a collection (--index)")
     p.add_argument("--question", required=True, help="the question")
     p.add_argument("--context", help="the passage")
     p.add_argument("--context-file", help="a file holding the passage")
+    p.add_argument("--index", help="ask a collection instead: an index folder from `spanqa index`")
+    p.add_argument("--retrieve", type=int, default=20, help="with --index: passages the reader reads (default: 20)")
+    p.add_argument("--retriever", default="auto", choices=["auto", "bm25", "dense", "hybrid"],
+                   help="with --index: how passages are found (default: the index's own)")
     p.add_argument("--top-k", type=int, default=3, help="answers to show (default: 3)")
     p.add_argument("--no-color", action="store_true", help="mark the answer with [[ ]] instead of colour")
     _reader_args(p)
     p.set_defaults(func=cmd_ask)
 
 
+def cmd_index(args: argparse.Namespace) -> int:
+    from spanqa.commands.indexing import IndexSettings, run_index
+
+    if bool(args.sources) == bool(args.delete):
+        raise SpanqaError("give SOURCES to index (or to --add), or --delete ID ... to remove documents, not both.")
+    settings = IndexSettings(args.retriever, args.reader, args.passage_tokens, args.overlap_tokens, args.encoder)
+    return run_index(args.sources, args.output, args.add, args.delete or [], settings)
+
+
+def _index_parser(sub) -> None:
+    p = sub.add_parser("index", help="index a document collection (txt, md, html, pdf, JSONL, QA data) for "
+                                     "`spanqa ask --index` and `spanqa serve --index`")
+    p.add_argument("sources", nargs="*", metavar="SOURCE", help="files, folders (searched recursively), QA data")
+    p.add_argument("--output", required=True, help="the index folder (made; with --add or --delete: changed)")
+    p.add_argument("--add", action="store_true", help="add SOURCES to the existing index (same ids: replaced)")
+    p.add_argument("--delete", nargs="+", metavar="ID", help="remove these documents from the existing index")
+    p.add_argument("--retriever", default="hybrid", choices=["bm25", "dense", "hybrid"],
+                   help="the default search; dense and hybrid also store passage vectors (default: hybrid)")
+    p.add_argument("--reader", default="",
+                   help="the reader the passages are for: its tokenizer and window size the passages (default: "
+                        "minilm-l6's tokenizer, 317 tokens: a 384-token window less a 64-token question)")
+    p.add_argument("--passage-tokens", type=int, default=0, help="most tokens in a passage (default: from --reader)")
+    p.add_argument("--overlap-tokens", type=int, default=64,
+                   help="tokens a passage may repeat from the one before, whole paragraphs only (default: 64)")
+    p.add_argument("--encoder", default="minilm-l6", help="sentence encoder of the dense vectors (default: minilm-l6)")
+    p.set_defaults(func=cmd_index)
+
+
 def _serve_parser(sub) -> None:
     from spanqa.server.serve_config import ServeConfig
 
-    p = sub.add_parser("serve", help="HTTP API and web page over a reader")
+    p = sub.add_parser("serve", help="HTTP API and web page over a reader (and a collection, with --index)")
     _reader_args(p)
+    p.add_argument("--index", help="also answer questions over this `spanqa index` folder (POST /v1/ask, and a "
+                                   "search box on the page)")
     add_dataclass_args(p, ServeConfig)
     p.set_defaults(func=cmd_serve)
 
@@ -534,7 +586,7 @@ def _quickstart_parser(sub) -> None:
 
 SUBCOMMANDS: list[Callable] = [
     _quickstart_parser, *(_task_parser(name) for name in TASKS), _evaluate_parser, _predict_parser, _ask_parser,
-    _serve_parser, _export_parser, _data_parser, _report_parser, _fetch_parser, _slurm_parser, _push_parser,
+    _index_parser, _serve_parser, _export_parser, _data_parser, _report_parser, _fetch_parser, _slurm_parser, _push_parser,
 ]
 
 

@@ -147,10 +147,27 @@ class Reader:
 
         Args:
             context: one passage, or a list of passages (answers ranked across them; see `spanqa.answering.passages`).
-            overlap_threshold: with a list, drop spans overlapping a better one of the same passage by more
-                than this fraction of either's length (None keeps them all).
+            overlap_threshold: drop spans overlapping a better one of the same passage by more than this
+                fraction of either's length, before `top_k` is cut, for one passage as for many (None keeps
+                them all): the alternatives are distinct answers, not "Nobel Prize" and "the Nobel Prize".
         """
         return self.answer_batch([(question, context)], top_k=top_k, overlap_threshold=overlap_threshold)[0]
+
+    def ask(self, index, question: str, top_k: int = 3, retrieve: int = 20, retriever: str = "auto") -> list:
+        """Answers to `question` quoted from the documents of a collection (`spanqa index`), best first.
+
+        Args:
+            index: a `CollectionIndex`, or the path of an index folder.
+            retrieve: passages read; retriever: "auto" (the index's default), "bm25", "dense" or "hybrid".
+        Returns:
+            `CollectionAnswer`s (document id, title, path, offsets in the document, the passage); [] when the
+            collection holds no answer.
+        """
+        from spanqa.answering.collection import ask
+        from spanqa.retrieval.index import CollectionIndex
+
+        index = index if isinstance(index, CollectionIndex) else CollectionIndex.open(index)
+        return ask(self, index, question, top_k, retrieve, retriever)
 
     def answer_batch(self, pairs: list[tuple[str, str | Sequence[str]]], top_k: int = 1,
                      overlap_threshold: float | None = 0.01) -> list[list[ReaderAnswer]]:
@@ -171,8 +188,7 @@ class Reader:
         out = []
         for (_, context), group in zip(pairs, groups):
             chunk = [next(preds) for _ in group]
-            out.append(self.to_answers(chunk[0], top_k) if isinstance(context, str)
-                       else self.passage_answers(chunk, top_k, overlap_threshold))
+            out.append(self.passage_answers(chunk, top_k, overlap_threshold))  # one passage is a list of one
         return out
 
     def count_windows(self, pairs: list[tuple[str, str | Sequence[str]]]) -> list[int]:
@@ -211,16 +227,6 @@ class Reader:
         )
         by_id = {p.id: p for p in preds}
         return [by_id[e.id] for e in examples]
-
-    def to_answers(self, pred: Prediction, top_k: int) -> list[ReaderAnswer]:
-        """A prediction as `ReaderAnswer`s: "no answer" first when the reader abstains."""
-        spans = [
-            ReaderAnswer(s.text, s.start, s.end, s.score, s.probability, pred.na_prob)
-            for s in pred.spans[:top_k]
-        ]
-        if self.allow_null and (pred.answer == "" or not spans):
-            spans = [ReaderAnswer("", -1, -1, pred.null_score, 0.0, pred.na_prob), *spans][:top_k]
-        return spans
 
 
 def _passage_list(context: str | Sequence[str]) -> list[str]:

@@ -18,16 +18,22 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model):
+def server(tiny_model, tmp_path_factory):
     import uvicorn
+    from retrieval.collection_files import make_collection
 
+    from spanqa.artifacts import IndexInfo
     from spanqa.reader import Reader
+    from spanqa.retrieval.index import CollectionIndex
     from spanqa.server.app import ServeConfig, create_app
 
     reader = Reader.load(str(tiny_model), device="cpu")
+    root = tmp_path_factory.mktemp("collection")
+    CollectionIndex.build([str(make_collection(root))], root / "index",
+                          IndexInfo(retrievers=["bm25"], default_retriever="bm25", passage_tokens=24))
     port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(create_app(reader, ServeConfig(port=port)), host="127.0.0.1", port=port,
-                                        log_level="warning"))
+    app = create_app(reader, ServeConfig(port=port), root / "index")
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     deadline = time.time() + 30
@@ -38,17 +44,26 @@ def server(tiny_model):
     thread.join(10)
 
 
-@pytest.mark.slow
-def test_page_highlights_the_answer(server):
+def _browser(p):
+    return p.chromium.launch(executable_path=CHROMIUM, args=[
+        "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"])
+
+
+def _playwright():
     playwright = pytest.importorskip("playwright.sync_api")
     if not shutil.which("chromium") and not shutil.os.path.exists(CHROMIUM):
         pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    return playwright
+
+
+@pytest.mark.slow
+def test_page_highlights_the_answer(server):
+    playwright = _playwright()
     url, reader = server
     want = reader.answer("Who designed the tower?", CONTEXT, top_k=3)
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
+        browser = _browser(p)
         page = browser.new_page()
         page.goto(url + "/")
         page.fill("#context", CONTEXT)
@@ -61,4 +76,26 @@ def test_page_highlights_the_answer(server):
         page.fill("#context", "")
         page.click("#ask")
         assert "passage" in page.inner_text("#error")
+        browser.close()
+
+
+@pytest.mark.slow
+def test_the_collection_search_shows_quoted_answers_with_their_sources(server):
+    playwright = _playwright()
+    url, _ = server
+    with playwright.sync_playwright() as p:
+        browser = _browser(p)
+        page = browser.new_page()
+        page.goto(url + "/")
+        page.wait_for_selector("#collection", state="visible", timeout=20000)
+        assert "5 documents" in page.inner_text("#index-info")
+        page.fill("#search", "Who won the Nobel Prize in 1903?")
+        page.click("#search-ask")
+        page.wait_for_selector("#found li", timeout=20000)
+        first = page.locator("#found li").first
+        assert first.locator("mark").text_content() == first.locator("strong").text_content()
+        assert "characters" in first.locator(".source").inner_text()
+        page.fill("#search", "zzzz qqqq")
+        page.click("#search-ask")
+        page.wait_for_function("document.getElementById('search-error').textContent.includes('No answer')")
         browser.close()

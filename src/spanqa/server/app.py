@@ -144,8 +144,9 @@ def _replay(messages):
     return receive
 
 
-def create_app(reader, config: ServeConfig = ServeConfig()) -> FastAPI:
-    """The app for `reader` (anything with `answer_batch`, `name`, `info`, `allow_null`, `data`, `decode`)."""
+def create_app(reader, config: ServeConfig = ServeConfig(), index: str | Path | None = None) -> FastAPI:
+    """The app for `reader` (anything with `answer_batch`, `name`, `info`, `allow_null`, `data`, `decode`);
+    with `index` (a `spanqa index` folder), also POST /v1/ask over that collection."""
     metrics = ServerMetrics()
     batcher = MicroBatcher(reader.answer_batch, config.max_batch_size, config.max_wait_ms, config.max_batch_windows,
                            fair=config.fair_scheduling, on_batch=metrics.batch_done)
@@ -231,6 +232,11 @@ def create_app(reader, config: ServeConfig = ServeConfig()) -> FastAPI:
             "batching": {"batches": stats.batches, "questions": stats.questions,
                          "mean_batch_size": stats.questions / stats.batches if stats.batches else 0.0},
         }
+
+    if index is not None:
+        from spanqa.server.collection_api import ServedIndex, add_collection_routes
+
+        add_collection_routes(app, ServedIndex(index), config, shown, submit, _check, LimitExceeded)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> str:
@@ -329,7 +335,8 @@ class ServerMetrics:
         return generate_latest(self.registry)
 
 
-ROUTES = {"/v1/answer", "/v1/answer/batch", "/healthz", "/readyz", "/v1/model", "/metrics", "/", "/docs"}
+ROUTES = {"/v1/answer", "/v1/answer/batch", "/v1/ask", "/v1/index", "/healthz", "/readyz", "/v1/model", "/metrics",
+          "/", "/docs"}
 
 
 def _add_offline_docs(app: FastAPI) -> None:

@@ -1,0 +1,75 @@
+"""Answers from a document collection: retrieve passages from an index, read them, quote the documents.
+
+    index = CollectionIndex.open("runs/manuals-index")
+    reader.ask(index, "How do I reset the router?", top_k=3)
+    -> [CollectionAnswer(text="hold the reset button for ten seconds", document_id="router.md", start=1043, ...)]
+
+The reader ranks the spans of all retrieved passages together (`answering.passages`), and each answer's
+offsets are moved from its passage to its document: a passage is `document.text[p_start:p_end]`, so an answer
+at [s, e) in the passage is `document.text[p_start + s:p_start + e]`. An empty list means "no answer in the
+collection": nothing was retrieved, or a SQuAD v2 reader abstained, or the best answer's probability is below
+`min_probability`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+RETRIEVE = 20  # passages read per question unless told otherwise
+
+
+@dataclass(frozen=True)
+class CollectionAnswer:
+    """One answer, quoted from a document of the collection.
+
+    Attributes:
+        text: the answer, exactly `document text[start:end]`.
+        probability: the reader's probability, over the candidates of all passages read.
+        score: start + end logit.
+        document_id, title, path: which document it quotes.
+        start, end: char offsets in the document's text.
+        passage: the passage it was read in, and passage_start: where that passage starts in the document.
+        retrieval_rank: the passage's rank in the retrieval (1 = first).
+    """
+
+    text: str
+    probability: float
+    score: float
+    document_id: str
+    title: str
+    path: str
+    start: int
+    end: int
+    passage: str
+    passage_start: int
+    retrieval_rank: int
+
+
+def ask(reader, index, question: str, top_k: int = 3, retrieve: int = RETRIEVE, retriever: str = "auto",
+        min_probability: float = 0.0) -> list[CollectionAnswer]:
+    """The best `top_k` answers to `question` in `index`'s documents (see the module doc)."""
+    return ask_batch(reader, index, [question], top_k, retrieve, retriever, min_probability)[0]
+
+
+def ask_batch(reader, index, questions: list[str], top_k: int = 3, retrieve: int = RETRIEVE,
+              retriever: str = "auto", min_probability: float = 0.0) -> list[list[CollectionAnswer]]:
+    """`ask` for many questions: one retrieval call, one reader call over all their passages."""
+    hits = index.search_batch(questions, retrieve, retriever)
+    asked = [(q, [p.text for p, _ in h]) for q, h in zip(questions, hits) if h]
+    read = iter(reader.answer_batch(asked, top_k=top_k) if asked else [])
+    results = []
+    for h in hits:
+        answers = next(read) if h else []
+        found = [quote(a, h) for a in answers if not a.is_no_answer and a.probability >= min_probability]
+        results.append(found)
+    return results
+
+
+def quote(answer, hits) -> CollectionAnswer:
+    """`answer` (a `ReaderAnswer` over the passages of `hits`) quoted from its document."""
+    passage, _ = hits[answer.passage]
+    doc = passage.document
+    return CollectionAnswer(
+        text=answer.text, probability=answer.probability, score=answer.score, document_id=doc.id,
+        title=doc.title, path=doc.path, start=passage.start + answer.start, end=passage.start + answer.end,
+        passage=passage.text, passage_start=passage.start, retrieval_rank=answer.passage + 1)

@@ -1,0 +1,1 @@
+"""Document collections: files and folders -> documents -> passages -> BM25 / dense / hybrid search."""

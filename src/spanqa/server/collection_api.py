@@ -1,0 +1,84 @@
+"""`spanqa serve --index`: POST /v1/ask answers from the collection, GET /v1/index describes it.
+
+The index is searched in a worker thread (BM25 and the question's vector are CPU work), then the retrieved
+passages go through the same micro-batcher as every other question, so collection questions share forward
+passes fairly with single-passage ones. When `spanqa index --add/--delete` rewrites the folder, the next
+request sees it: the folder's `spanqa_index.json` is checked (one stat) on each request and the index reopened
+when it changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+from spanqa.answering.collection import RETRIEVE, quote
+from spanqa.artifacts import INDEX_FILE
+from spanqa.retrieval.index import CollectionIndex
+
+
+class AskRequest(BaseModel):
+    question: str = Field(min_length=1, description="the question, asked of the whole collection")
+    top_k: int = Field(3, ge=1, strict=True, description="answers to return, best first (a JSON integer)")
+    retrieve: int = Field(RETRIEVE, ge=1, strict=True, description="passages the reader reads")
+    retriever: Literal["auto", "bm25", "dense", "hybrid"] = Field("auto", description="how passages are found")
+
+    @field_validator("question")
+    @classmethod
+    def not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value
+
+
+class ServedIndex:
+    """The open index, reopened when its folder is rewritten (by `spanqa index --add/--delete`)."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder, self.lock = Path(folder), threading.Lock()
+        self.stamp, self.index = self._stamp(), CollectionIndex.open(folder)
+
+    def _stamp(self) -> int:
+        return (self.folder / INDEX_FILE).stat().st_mtime_ns
+
+    def current(self) -> CollectionIndex:
+        with self.lock:
+            stamp = self._stamp()
+            if stamp != self.stamp:
+                encoder = self.index._encoder  # the same encoder: no reload
+                self.index, self.stamp = CollectionIndex.open(self.folder), stamp
+                self.index._encoder = encoder
+            return self.index
+
+
+def add_collection_routes(app, served: ServedIndex, config, shown: str, submit, check, limit_error) -> None:
+    """Add /v1/ask and /v1/index to `app`; `submit`, `check` and `limit_error` are the app's own."""
+
+    @app.post("/v1/ask")
+    async def ask(req: AskRequest) -> dict:
+        if req.retrieve > config.max_passages:
+            raise limit_error("max_passages", req.retrieve, config.max_passages)
+        check([], req.top_k, config)
+        if len(req.question) > config.max_question_chars:
+            raise limit_error("max_question_chars", len(req.question), config.max_question_chars)
+        t0 = time.perf_counter()
+        index = await asyncio.to_thread(served.current)
+        (hits,) = await asyncio.to_thread(index.search_batch, [req.question], req.retrieve, req.retriever)
+        answers = []
+        if hits:
+            (read,) = await submit([(req.question, [p.text for p, _ in hits])], req.top_k)
+            answers = [quote(a, hits) for a in read if not a.is_no_answer]
+        return {"answers": [asdict(a) for a in answers], "no_answer": not answers, "retrieved": len(hits),
+                "model": shown, "time_ms": round((time.perf_counter() - t0) * 1000, 2)}
+
+    @app.get("/v1/index")
+    async def index_info() -> dict:
+        info = (await asyncio.to_thread(served.current)).info
+        return {"index": served.folder.name if not config.show_model_path else str(served.folder),
+                **asdict(info)}

@@ -1,0 +1,102 @@
+"""Collection indexes: build, search (BM25, dense, hybrid), add, replace, delete, reopen."""
+
+import numpy as np
+import pytest
+from retrieval.collection_files import make_collection
+
+from spanqa.artifacts import IndexInfo
+from spanqa.errors import SpanqaError
+from spanqa.retrieval.index import CollectionIndex, fuse
+
+BM25_ONLY = IndexInfo(retrievers=["bm25"], default_retriever="bm25", passage_tokens=40, overlap_tokens=8)
+HYBRID = IndexInfo(retrievers=["bm25", "dense"], default_retriever="hybrid", passage_tokens=40, overlap_tokens=8,
+                   encoder="minilm-l6")
+
+
+def first_doc(index, question, retriever="auto"):
+    return index.search(question, k=3, retriever=retriever)[0][0].document.id
+
+
+@pytest.fixture(scope="module")
+def hybrid(tmp_path_factory):
+    root = tmp_path_factory.mktemp("coll")
+    index, changes = CollectionIndex.build([str(make_collection(root))], root / "index", HYBRID)
+    return index, changes
+
+
+def test_build_counts_documents_and_passages_and_lists_what_it_skipped(hybrid):
+    index, changes = hybrid
+    assert changes.documents == 5 and changes.passages == len(index.passages) >= 5
+    assert len(changes.skipped) == 5 and index.info.documents == 5
+    for number in range(len(index.passages)):  # every passage is a span of its document
+        p = index.passage(number)
+        assert p.text == p.document.text[p.start:p.end] and p.text.strip() == p.text
+
+
+@pytest.mark.parametrize("retriever", ["bm25", "dense", "hybrid"])
+def test_each_retriever_finds_the_document_that_answers(hybrid, retriever):
+    index, _ = hybrid
+    assert first_doc(index, "Which engineer's company built the tower?", retriever) == "eiffel.md"
+    assert first_doc(index, "Who won the Nobel Prize in 1903?", retriever) == "sub/curie.html"
+
+
+def test_an_index_reopens_with_the_same_settings_and_answers(hybrid):
+    index, _ = hybrid
+    again = CollectionIndex.open(index.folder)
+    assert again.info == index.info and len(again.documents) == 5
+    assert np.array_equal(again.passages, index.passages)
+    assert first_doc(again, "river flowing into the Mediterranean") == "nile.pdf"
+
+
+def test_add_replace_and_delete_change_what_is_retrieved(tmp_path):
+    docs = make_collection(tmp_path)
+    index, _ = CollectionIndex.build([str(docs / "paris.txt")], tmp_path / "index", BM25_ONLY)
+    assert index.search("volcano erupted") == []  # BM25 returns only passages that share a word
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / "etna.txt").write_text("Mount Etna is a volcano in Sicily that erupted in 2021.\n")
+    changes = index.add([str(tmp_path / "new" / "etna.txt")])
+    assert changes.documents == 1 and first_doc(index, "volcano erupted") == "etna.txt"
+    (tmp_path / "new" / "etna.txt").write_text("Vesuvius is a volcano near Naples.\n")
+    changes = index.add([str(tmp_path / "new" / "etna.txt")])  # same id: replaced, not duplicated
+    assert changes.removed == 1 and len(index.documents) == 2
+    assert "Vesuvius" in index.search("volcano")[0][0].text
+    index.delete(["etna.txt"])
+    reopened = CollectionIndex.open(tmp_path / "index")
+    assert [d.id for d in reopened.documents] == ["paris.txt"]
+    assert all("Vesuvius" not in p.text for p, _ in reopened.search("volcano Vesuvius", k=5))
+
+
+def test_deleting_an_unknown_id_changes_nothing(tmp_path):
+    docs = make_collection(tmp_path)
+    index, _ = CollectionIndex.build([str(docs / "paris.txt")], tmp_path / "index", BM25_ONLY)
+    with pytest.raises(SpanqaError, match="no document with id 'nope'"):
+        index.delete(["paris.txt", "nope"])
+    assert [d.id for d in CollectionIndex.open(tmp_path / "index").documents] == ["paris.txt"]
+
+
+def test_a_bm25_index_refuses_dense_search_and_names_the_fix(tmp_path):
+    docs = make_collection(tmp_path)
+    index, _ = CollectionIndex.build([str(docs / "paris.txt")], tmp_path / "index", BM25_ONLY)
+    with pytest.raises(SpanqaError, match="no dense vectors.*--retriever dense"):
+        index.search("capital", retriever="dense")
+
+
+def test_building_over_an_index_or_a_non_empty_folder_is_refused(tmp_path):
+    docs = make_collection(tmp_path)
+    CollectionIndex.build([str(docs / "paris.txt")], tmp_path / "index", BM25_ONLY)
+    for folder in (tmp_path / "index", docs):
+        with pytest.raises(SpanqaError, match="--add|not empty"):
+            CollectionIndex.build([str(docs / "paris.txt")], folder, BM25_ONLY)
+
+
+def test_opening_a_folder_that_is_no_index_says_how_to_make_one(tmp_path):
+    with pytest.raises(SpanqaError, match="not a spanqa index.*spanqa index SOURCES"):
+        CollectionIndex.open(tmp_path)
+
+
+def test_reciprocal_rank_fusion():
+    # passage 2 is 2nd and 1st -> 1/62 + 1/61; passage 7 is 1st and 3rd -> 1/61 + 1/63; 4 and 5 once each
+    a = (np.array([[7, 2, 5]]), None)
+    b = (np.array([[2, 4, 7]]), None)
+    ids, scores = fuse([a, b], 3)
+    assert ids.tolist() == [[2, 7, 4]] and scores[0, 0] == pytest.approx(1 / 62 + 1 / 61)
