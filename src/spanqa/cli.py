@@ -28,6 +28,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from spanqa.evaluation import evaluate, load_na_probs, load_predictions
 
     dataset = load_examples(args.data, repair_answers=args.repair_answers)
+    if args.index:
+        return _evaluate_open(args, dataset)
+    if args.predictions is None:
+        raise SpanqaError("give PREDICTIONS to score (or --index INDEX --model RUN to ask the collection).")
     predictions = load_predictions(args.predictions)
     na_probs = load_na_probs(args.na_probs, [e.id for e in dataset.examples]) if args.na_probs else None
     scores = evaluate(dataset, predictions, na_probs, args.na_prob_thresh)
@@ -35,6 +39,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(scores))
     else:
         print(format_scores(scores, dataset.scoring, dataset.source))
+    return 0
+
+
+def _evaluate_open(args: argparse.Namespace, dataset) -> int:
+    from spanqa.commands.open_domain import format_open_domain, open_domain
+    from spanqa.retrieval.index import CollectionIndex
+
+    if args.predictions is not None or not args.model:
+        raise SpanqaError("--index asks the collection: give DATA and --model RUN, not a predictions file.")
+    if args.max_samples:
+        dataset = type(dataset)(dataset.examples[: args.max_samples], dataset.source, dataset.format, dataset.version)
+    index = CollectionIndex.open(args.index)
+    retrievers = index.info.retrievers + (["hybrid"] if "dense" in index.info.retrievers else []) \
+        if args.retriever == "all" else [args.retriever]
+    results = open_domain(_load_reader(args), index, dataset, retrievers, args.retrieve)
+    print(format_open_domain(results, dataset.source))
+    if args.json:
+        print(json.dumps(results))
     return 0
 
 
@@ -136,9 +158,20 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
 
 
 def _evaluate_parser(sub) -> None:
-    p = sub.add_parser("evaluate", help="score official-format predictions against gold data")
+    from spanqa.config import ReaderConfig
+
+    p = sub.add_parser("evaluate", help="score official-format predictions against gold data, or a reader asking "
+                                        "a collection (--index)")
     p.add_argument("data", help="gold data: SQuAD JSON, MRQA jsonl, JSONL rows (.gz ok), a dataset folder or hub name")
-    p.add_argument("predictions", help="predictions JSON {id: answer text}; \"\" means no answer")
+    p.add_argument("predictions", nargs="?", help="predictions JSON {id: answer text}; \"\" means no answer")
+    p.add_argument("--index", help="open-domain: ask each question of this `spanqa index` folder (with --model); "
+                                   "prints recall@1/5/20, EM/F1 and questions/s per retriever")
+    p.add_argument("--model", help="with --index: the reader")
+    p.add_argument("--retriever", default="all", choices=["all", "bm25", "dense", "hybrid"],
+                   help="with --index: which retrievers to score (default: all the index has)")
+    p.add_argument("--retrieve", type=int, default=20, help="with --index: passages read per question (default: 20)")
+    p.add_argument("--max-samples", type=int, default=0, help="with --index: only the first N questions (0 = all)")
+    add_dataclass_args(p, ReaderConfig)
     p.add_argument("--na-probs", help="JSON {id: no-answer probability} (SQuAD v2): adds best_* thresholds")
     p.add_argument("--na-prob-thresh", type=float, default=1.0, help="no-answer probability above which a prediction counts as no answer (default: 1.0)")
     p.add_argument("--json", action="store_true", help="print the scores as one JSON object on the last line")

@@ -55,13 +55,18 @@ def ask_batch(reader, index, questions: list[str], top_k: int = 3, retrieve: int
               retriever: str = "auto", min_probability: float = 0.0) -> list[list[CollectionAnswer]]:
     """`ask` for many questions: one retrieval call, one reader call over all their passages."""
     hits = index.search_batch(questions, retrieve, retriever)
+    return read_hits(reader, questions, hits, top_k, min_probability)
+
+
+def read_hits(reader, questions: list[str], hits: list[list], top_k: int = 3,
+              min_probability: float = 0.0) -> list[list[CollectionAnswer]]:
+    """Read each question's retrieved passages (`index.search_batch` output) and quote the answers."""
     asked = [(q, [p.text for p, _ in h]) for q, h in zip(questions, hits) if h]
     read = iter(reader.answer_batch(asked, top_k=top_k) if asked else [])
     results = []
     for h in hits:
         answers = next(read) if h else []
-        found = [quote(a, h) for a in answers if not a.is_no_answer and a.probability >= min_probability]
-        results.append(found)
+        results.append([quote(a, h) for a in answers if not a.is_no_answer and a.probability >= min_probability])
     return results
 
 
