@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
+
 from spanqa.config import DataConfig, DecodeConfig
 from spanqa.files import read_json, write_json_atomic
 from spanqa.errors import SpanqaError
@@ -32,7 +34,8 @@ ONNX_FILE = "model.onnx"
 BACKENDS_FILE = "spanqa_backends.json"
 INDEX_FILE = "spanqa_index.json"
 RETRIEVERS = ("bm25", "dense", "hybrid")
-SCHEMA_VERSION = 1
+EPS = 1e-6  # probabilities are clipped to [EPS, 1 - EPS] before their logit
+SCHEMA_VERSION = 2  # 2: ReaderInfo.calibration, IndexInfo
 RUNTIMES = ("torch", "onnxruntime", "openvino")
 
 
@@ -91,8 +94,8 @@ class _Info:
 
 
 def _typed(kind: type | None, value: Any, where: str) -> Any:
-    """A nested config (DataConfig, DecodeConfig) from its JSON object; other values unchanged."""
-    if kind is None:
+    """A nested config (DataConfig, DecodeConfig, Calibration) from its JSON object; other values unchanged."""
+    if kind is None or value is None:
         return value
     if not isinstance(value, dict):
         raise SpanqaError(f"{where}: expected an object, got {type(value).__name__}.")
@@ -100,6 +103,36 @@ def _typed(kind: type | None, value: Any, where: str) -> Any:
         return kind(**value)
     except TypeError as exc:
         raise SpanqaError(f"{where}: {exc}.") from None
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A Platt scaling of a reader's answer probabilities (fitted by `spanqa.answering.calibration`).
+
+    Attributes:
+        slope, bias, null_weight: p = sigmoid(slope * logit(raw) + null_weight * (score - null) + bias).
+        abstain_below: calibrated probability below which an answer is not given (collections).
+        questions: how many questions the fit used; data: where they came from.
+        ece_before, ece_after: expected calibration error (15 bins) of the raw and the calibrated
+            probability, on held-out questions (-1 when not measured).
+    """
+
+    slope: float = 1.0
+    bias: float = 0.0
+    null_weight: float = 0.0
+    abstain_below: float = 0.0
+    questions: int = 0
+    data: str = ""
+    ece_before: float = -1.0
+    ece_after: float = -1.0
+
+    def apply(self, raw, score=0.0, null_score=0.0):
+        """Calibrated probabilities for raw probabilities (scalars or arrays) and their span/null scores."""
+        raw = np.clip(np.asarray(raw, np.float64), EPS, 1 - EPS)
+        z = self.slope * np.log(raw / (1 - raw)) + self.null_weight * (np.asarray(score) - null_score) + self.bias
+        out = 1.0 / (1.0 + np.exp(-z))
+        return float(out) if out.ndim == 0 else out
+
 
 
 @dataclass(frozen=True)
@@ -116,10 +149,11 @@ class ReaderInfo(_Info):
         quantize: none or int8 (dynamic quantization of the weights).
         default_precision: what `precision="auto"` means for this folder ("" = the hardware's best).
         exported_from: the folder an exported reader was made from.
+        calibration: the Platt scaling of its answer probabilities, when fitted (`spanqa calibrate`).
     """
 
     FILE: ClassVar[str] = READER_FILE
-    NESTED: ClassVar[dict[str, type]] = {"data": DataConfig, "decode": DecodeConfig}
+    NESTED: ClassVar[dict[str, type]] = {"data": DataConfig, "decode": DecodeConfig, "calibration": Calibration}
 
     version_2_with_negative: bool = False
     base_model: str = ""
@@ -130,6 +164,7 @@ class ReaderInfo(_Info):
     quantize: str = "none"
     default_precision: str = ""
     exported_from: str = ""
+    calibration: Calibration | None = None
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:

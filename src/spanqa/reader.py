@@ -203,11 +203,19 @@ class Reader:
         """One question's predictions over several passages as one ranked list of `ReaderAnswer`s."""
         pooled = pool(preds, self.allow_null, self.decode.null_score_diff_threshold, overlap_threshold)
         na = pooled.no_answer_probability
-        answers = [ReaderAnswer(r.span.text, r.span.start, r.span.end, r.span.score, r.probability, na, r.passage)
-                   for r in pooled.ranked]
+        answers = [ReaderAnswer(r.span.text, r.span.start, r.span.end, r.span.score, self._probability(r, pooled),
+                                na, r.passage) for r in pooled.ranked]
         if pooled.abstain:
             answers = [ReaderAnswer("", -1, -1, pooled.null_score, 0.0, na, -1), *answers]
         return answers[:top_k]
+
+    def _probability(self, ranked, pooled) -> float:
+        """The answer's probability: calibrated (the chance it is right) when the folder has a calibration,
+        else the softmax over the pooled candidates."""
+        calibration = self.info.calibration
+        if calibration is None:
+            return ranked.probability
+        return calibration.apply(ranked.probability, ranked.span.score, pooled.null_score)
 
     def predict(self, examples: list[Example], progress=None, features: Features | None = None,
                 window_probabilities: bool = False) -> list[Prediction]:

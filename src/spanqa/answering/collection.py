@@ -8,7 +8,8 @@ The reader ranks the spans of all retrieved passages together (`answering.passag
 offsets are moved from its passage to its document: a passage is `document.text[p_start:p_end]`, so an answer
 at [s, e) in the passage is `document.text[p_start + s:p_start + e]`. An empty list means "no answer in the
 collection": nothing was retrieved, or a SQuAD v2 reader abstained, or the best answer's probability is below
-`min_probability`.
+`min_probability`, which by default is the threshold the reader's calibration chose on data
+(`answering.calibration`; 0 for a reader never calibrated).
 """
 
 from __future__ import annotations
@@ -46,21 +47,25 @@ class CollectionAnswer:
 
 
 def ask(reader, index, question: str, top_k: int = 3, retrieve: int = RETRIEVE, retriever: str = "auto",
-        min_probability: float = 0.0) -> list[CollectionAnswer]:
+        min_probability: float | None = None) -> list[CollectionAnswer]:
     """The best `top_k` answers to `question` in `index`'s documents (see the module doc)."""
     return ask_batch(reader, index, [question], top_k, retrieve, retriever, min_probability)[0]
 
 
 def ask_batch(reader, index, questions: list[str], top_k: int = 3, retrieve: int = RETRIEVE,
-              retriever: str = "auto", min_probability: float = 0.0) -> list[list[CollectionAnswer]]:
+              retriever: str = "auto", min_probability: float | None = None) -> list[list[CollectionAnswer]]:
     """`ask` for many questions: one retrieval call, one reader call over all their passages."""
     hits = index.search_batch(questions, retrieve, retriever)
     return read_hits(reader, questions, hits, top_k, min_probability)
 
 
 def read_hits(reader, questions: list[str], hits: list[list], top_k: int = 3,
-              min_probability: float = 0.0) -> list[list[CollectionAnswer]]:
-    """Read each question's retrieved passages (`index.search_batch` output) and quote the answers."""
+              min_probability: float | None = None) -> list[list[CollectionAnswer]]:
+    """Read each question's retrieved passages (`index.search_batch` output) and quote the answers.
+
+    `min_probability` None: the reader's calibrated abstention threshold when it has one, else 0 (answer always).
+    """
+    min_probability = abstain_below(reader) if min_probability is None else min_probability
     asked = [(q, [p.text for p, _ in h]) for q, h in zip(questions, hits) if h]
     read = iter(reader.answer_batch(asked, top_k=top_k) if asked else [])
     results = []
@@ -68,6 +73,12 @@ def read_hits(reader, questions: list[str], hits: list[list], top_k: int = 3,
         answers = next(read) if h else []
         results.append([quote(a, h) for a in answers if not a.is_no_answer and a.probability >= min_probability])
     return results
+
+
+def abstain_below(reader) -> float:
+    """The probability under which a collection answer is withheld: the calibrated reader's, else 0."""
+    calibration = getattr(reader.info, "calibration", None)
+    return calibration.abstain_below if calibration is not None else 0.0
 
 
 def quote(answer, hits) -> CollectionAnswer:

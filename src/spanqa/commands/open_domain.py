@@ -4,7 +4,8 @@ For a QA file whose contexts are all in the index (`spanqa index DATA` makes one
 whole collection, as a user would, for each retriever:
 - recall@k: the share of questions whose first k retrieved passages contain a gold answer string (as DrQA and
   BERTserini report it: the passage holds the text, whether or not it is the gold context);
-- EM / F1 of the best answer against the gold answers, with the data's official scoring;
+- EM / F1 of the best answer against the gold answers, with the data's official scoring (always answering, as
+  the peers do: the calibrated abstention threshold is not applied);
 - questions/s end to end (retrieval and reading), and the retrieval alone.
 """
 
@@ -36,7 +37,7 @@ def open_domain(reader, index, dataset, retrievers: list[str], retrieve: int = 2
         hits = [h for lo in range(0, len(questions), CHUNK)
                 for h in index.search_batch(questions[lo:lo + CHUNK], depth, retriever)]
         t_retrieval = time.perf_counter() - t0
-        answers = read_hits(reader, questions, [h[:retrieve] for h in hits], top_k=1)
+        answers = read_hits(reader, questions, [h[:retrieve] for h in hits], top_k=1, min_probability=0.0)
         total = time.perf_counter() - t0
         predictions = {e.id: (a[0].text if a else "") for e, a in zip(dataset.examples, answers)}
         scores = evaluate(dataset, predictions)

@@ -18,7 +18,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from spanqa.answering.collection import RETRIEVE, quote
+from spanqa.answering.collection import RETRIEVE, abstain_below, quote
 from spanqa.artifacts import INDEX_FILE
 from spanqa.retrieval.index import CollectionIndex
 
@@ -59,6 +59,7 @@ class ServedIndex:
 
 def add_collection_routes(app, served: ServedIndex, config, shown: str, submit, check, limit_error) -> None:
     """Add /v1/ask and /v1/index to `app`; `submit`, `check` and `limit_error` are the app's own."""
+    threshold = abstain_below(app.state.reader)
 
     @app.post("/v1/ask")
     async def ask(req: AskRequest) -> dict:
@@ -73,7 +74,7 @@ def add_collection_routes(app, served: ServedIndex, config, shown: str, submit, 
         answers = []
         if hits:
             (read,) = await submit([(req.question, [p.text for p, _ in hits])], req.top_k)
-            answers = [quote(a, hits) for a in read if not a.is_no_answer]
+            answers = [quote(a, hits) for a in read if not a.is_no_answer and a.probability >= threshold]
         return {"answers": [asdict(a) for a in answers], "no_answer": not answers, "retrieved": len(hits),
                 "model": shown, "time_ms": round((time.perf_counter() - t0) * 1000, 2)}
 

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import torch
 
-from spanqa.artifacts import ReaderInfo, numeric
+from spanqa.answering.calibration import fit as fit_calibration
+from spanqa.artifacts import Calibration, ReaderInfo, numeric
 from spanqa.data import QADataset, load_examples
 from spanqa.errors import SpanqaError
 from spanqa.evaluation import evaluate
@@ -114,7 +115,19 @@ class ReaderEvaluator:
             self.null_threshold = prob_to_score_diff(scores["best_f1_thresh"])
             metrics["eval_null_score_diff_threshold"] = self.null_threshold
         metrics.update({"eval_runtime": runtime, "eval_samples_per_second": len(self.features) / runtime})
+        self.last_predictions, self.last_metrics = preds, metrics
         return metrics
+
+    def calibration(self, model, eval_metrics: dict) -> Calibration | None:
+        """Platt scaling of the final model's probabilities, fitted on the evaluation questions.
+
+        When the engine restored an earlier, better checkpoint, the last evaluation was of other weights: the
+        restored model is evaluated again first (which also re-tunes the no-answer threshold for it).
+        """
+        if eval_metrics is not getattr(self, "last_metrics", None):
+            self(model)
+        return fit_calibration(self.last_predictions, self.dataset.examples, self.allow_null, self.null_threshold,
+                               data=source_name(self.dataset.source))
 
     def _scores(self, answers: dict, na_probs: dict | None) -> dict:
         """Scores of one source; for several, each source's EM/F1 and their macro average (as MRQA reports)."""
@@ -163,7 +176,7 @@ def build(settings: ReaderSettings, run: Run, command: str = "") -> Task:
     return Task(
         model, tokenizer, features, objective, evaluator, len(train_set),
         save=lambda folder, m, last_eval: save_model_folder(folder, m, tokenizer, _reader_info(
-            settings, allow_null, evaluator, last_eval)),
+            settings, allow_null, evaluator, last_eval, m)),
         card=lambda name, hparams, train_m, eval_m: model_card(name, card_settings, hparams, train_m, eval_m, command),
         command=settings.COMMAND,
     )
@@ -250,13 +263,20 @@ def _objective(settings: ReaderSettings, features, tokenizer, run: Run, student)
     return DistillObjective(distill, names, features, cache=TeacherLogits(folder))
 
 
-def _reader_info(settings: ReaderSettings, allow_null: bool, evaluator, eval_metrics: dict) -> ReaderInfo:
-    """What the saved reader folder says about itself, with the no-answer threshold tuned at evaluation."""
-    decode = settings.decode
-    if evaluator is not None and allow_null:
-        decode = dataclasses.replace(decode, null_score_diff_threshold=evaluator.null_threshold)
+def _reader_info(settings: ReaderSettings, allow_null: bool, evaluator, eval_metrics: dict, model) -> ReaderInfo:
+    """What the saved reader folder says about itself, with the no-answer threshold tuned at evaluation and the
+    probabilities calibrated on the evaluation questions."""
+    decode, calibration = settings.decode, None
+    if evaluator is not None:
+        calibration = evaluator.calibration(model, eval_metrics)
+        if calibration is not None:
+            log.info("calibrated answer probabilities on %d evaluation questions: expected calibration error "
+                     "%.3f -> %.3f on the held-out half", calibration.questions, calibration.ece_before,
+                     calibration.ece_after)
+        if allow_null:
+            decode = dataclasses.replace(decode, null_score_diff_threshold=evaluator.null_threshold)
     return ReaderInfo(version_2_with_negative=allow_null, base_model=settings.run.model, data=settings.data,
-                      decode=decode, eval=numeric(eval_metrics),
+                      decode=decode, eval=numeric(eval_metrics), calibration=calibration,
                       default_precision="fp32" if settings.recurrent is not None else "")
 
 
