@@ -32,6 +32,11 @@ PEERS = {
                             ["transformers", "optimum.onnxruntime"], "optimum-onnx"),
     "optimum-openvino": ([TORCH, "transformers==4.57.*", "optimum-intel[openvino]==2.2.0"],
                          ["transformers", "optimum.intel"], "optimum-intel"),
+    # collections (bench/collection.py): Haystack 3's in-memory BM25 + the extractive reader it moved out of core
+    "haystack-3": ([TORCH, "haystack-ai==3.4.*", "transformers-haystack==2.0.*"],
+                   ["haystack", "haystack_integrations.components.readers.transformers"], "haystack-ai"),
+    # txtai's BM25 / embeddings index and its extractive QA pipeline
+    "txtai": ([TORCH, "txtai==9.14.*"], ["txtai"], "txtai"),
 }
 
 
