@@ -44,13 +44,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _evaluate_open(args: argparse.Namespace, dataset) -> int:
     from spanqa.commands.open_domain import format_open_domain, open_domain
-    from spanqa.retrieval.index import CollectionIndex
+    from spanqa.retrieval import open_index
 
     if args.predictions is not None or not args.model:
         raise SpanqaError("--index asks the collection: give DATA and --model RUN, not a predictions file.")
     if args.max_samples:
         dataset = type(dataset)(dataset.examples[: args.max_samples], dataset.source, dataset.format, dataset.version)
-    index = CollectionIndex.open(args.index)
+    index = open_index(args.index)
     retrievers = index.info.retrievers + (["hybrid"] if "dense" in index.info.retrievers else []) \
         if args.retriever == "all" else [args.retriever]
     results = open_domain(_load_reader(args), index, dataset, retrievers, args.retrieve)

@@ -157,16 +157,16 @@ class Reader:
         """Answers to `question` quoted from the documents of a collection (`spanqa index`), best first.
 
         Args:
-            index: a `CollectionIndex`, or the path of an index folder.
+            index: a `CollectionIndex` or `PostgresIndex`, an index folder, or a `postgresql://` URL.
             retrieve: passages read; retriever: "auto" (the index's default), "bm25", "dense" or "hybrid".
         Returns:
             `CollectionAnswer`s (document id, title, path, offsets in the document, the passage); [] when the
             collection holds no answer.
         """
         from spanqa.answering.collection import ask
-        from spanqa.retrieval.index import CollectionIndex
+        from spanqa.retrieval import open_index
 
-        index = index if isinstance(index, CollectionIndex) else CollectionIndex.open(index)
+        index = index if hasattr(index, "search_batch") else open_index(index)
         return ask(self, index, question, top_k, retrieve, retriever)
 
     def answer_batch(self, pairs: list[tuple[str, str | Sequence[str]]], top_k: int = 1,

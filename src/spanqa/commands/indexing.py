@@ -62,16 +62,21 @@ class Progress:
 
 
 def run_index(sources: list[str], output: str, add: bool, delete: list[str], settings: IndexSettings) -> int:
-    progress = Progress()
+    from spanqa.retrieval.postgres import PostgresIndex, is_postgres
+
+    progress, kind = Progress(), PostgresIndex if is_postgres(output) else CollectionIndex
+    if kind is PostgresIndex and settings.retriever != "bm25" and not (add or delete):
+        print("spanqa: a PostgreSQL index searches by full text only (no vectors without pgvector); building "
+              "that", file=sys.stderr)
     try:
         if delete:
-            index = CollectionIndex.open(output)
+            index = kind.open(output)
             changes = index.delete(delete)
         elif add:
-            index = CollectionIndex.open(output)
+            index = kind.open(output)
             changes = index.add(sources, progress)
         else:
-            index, changes = CollectionIndex.build(sources, output, settings.info(), progress)
+            index, changes = kind.build(sources, output, settings.info(), progress)
     finally:
         progress.close()
     print(summary(index, changes), file=sys.stderr)
@@ -98,8 +103,9 @@ def summary(index: CollectionIndex, changes: Changes) -> str:
 def ask_collection(reader, index_path: str, question: str, top_k: int, retrieve: int, retriever: str,
                    color: bool) -> int:
     from spanqa.answering.collection import ask
+    from spanqa.retrieval import open_index
 
-    index = CollectionIndex.open(index_path)
+    index = open_index(index_path)
     answers = ask(reader, index, question, top_k=top_k, retrieve=retrieve, retriever=retriever)
     if not answers:
         print("no answer in the collection")

@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field, field_validator
 from spanqa.answering.collection import RETRIEVE, abstain_below, quote
 from spanqa.artifacts import INDEX_FILE
 from spanqa.retrieval.index import CollectionIndex
+from spanqa.retrieval.postgres import PostgresIndex, is_postgres, read_info
 
 
 class AskRequest(BaseModel):
@@ -38,14 +39,31 @@ class AskRequest(BaseModel):
 
 
 class ServedIndex:
-    """The open index, reopened when its folder is rewritten (by `spanqa index --add/--delete`)."""
+    """The open index, reopened when its folder is rewritten (by `spanqa index --add/--delete`); a PostgreSQL
+    index reads its tables on every query, so it is always current."""
 
-    def __init__(self, folder: str | Path) -> None:
-        self.folder, self.lock = Path(folder), threading.Lock()
-        self.stamp, self.index = self._stamp(), CollectionIndex.open(folder)
+    def __init__(self, spec: str | Path) -> None:
+        self.lock, self.postgres = threading.Lock(), is_postgres(spec)
+        self.folder = Path(str(spec)) if not self.postgres else None
+        self.index = PostgresIndex.open(str(spec)) if self.postgres else CollectionIndex.open(spec)
+        self.stamp = self._stamp()
+        self.name = self.index.folder if self.postgres else self.folder.name
 
     def _stamp(self) -> int:
-        return (self.folder / INDEX_FILE).stat().st_mtime_ns
+        return 0 if self.postgres else (self.folder / INDEX_FILE).stat().st_mtime_ns
+
+    def search(self, questions: list[str], k: int, retriever: str) -> list:
+        if self.postgres:
+            with self.lock:  # one connection, one query at a time; the tables are read as they are now
+                return self.index.search_batch(questions, k, retriever)
+        return self.current().search_batch(questions, k, retriever)
+
+    def info(self):
+        """The index's info as it is now (a PostgreSQL index's counts change under other processes)."""
+        if self.postgres:
+            with self.lock:
+                return read_info(self.index.url)
+        return self.current().info
 
     def current(self) -> CollectionIndex:
         with self.lock:
@@ -69,8 +87,7 @@ def add_collection_routes(app, served: ServedIndex, config, shown: str, submit, 
         if len(req.question) > config.max_question_chars:
             raise limit_error("max_question_chars", len(req.question), config.max_question_chars)
         t0 = time.perf_counter()
-        index = await asyncio.to_thread(served.current)
-        (hits,) = await asyncio.to_thread(index.search_batch, [req.question], req.retrieve, req.retriever)
+        (hits,) = await asyncio.to_thread(served.search, [req.question], req.retrieve, req.retriever)
         answers = []
         if hits:
             (read,) = await submit([(req.question, [p.text for p, _ in hits])], req.top_k)
@@ -80,6 +97,6 @@ def add_collection_routes(app, served: ServedIndex, config, shown: str, submit, 
 
     @app.get("/v1/index")
     async def index_info() -> dict:
-        info = (await asyncio.to_thread(served.current)).info
-        return {"index": served.folder.name if not config.show_model_path else str(served.folder),
+        info = await asyncio.to_thread(served.info)
+        return {"index": served.name if not config.show_model_path or served.postgres else str(served.folder),
                 **asdict(info)}
