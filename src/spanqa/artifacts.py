@@ -130,7 +130,7 @@ class Calibration:
         """Calibrated probabilities for raw probabilities (scalars or arrays) and their span/null scores."""
         raw = np.clip(np.asarray(raw, np.float64), EPS, 1 - EPS)
         z = self.slope * np.log(raw / (1 - raw)) + self.null_weight * (np.asarray(score) - null_score) + self.bias
-        out = 1.0 / (1.0 + np.exp(-z))
+        out = 0.5 * (1.0 + np.tanh(0.5 * z))  # sigmoid, without overflow for large |z|
         return float(out) if out.ndim == 0 else out
 
 

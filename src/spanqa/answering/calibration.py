@@ -37,18 +37,36 @@ def features(raw: np.ndarray, margin: np.ndarray, with_null: bool) -> np.ndarray
     return np.stack(cols, axis=1)
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, steps: int = 50) -> np.ndarray:
-    """Weights w minimising the mean log loss of sigmoid(x @ w) against y, by Newton's method (L2 on w)."""
+def log_loss(x: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float) -> float:
+    """Mean log loss of sigmoid(x @ w) against y, plus (l2 / 2) |w|^2; stable for large |x @ w|."""
+    z = x @ w
+    return float(np.mean(np.logaddexp(0.0, z) - y * z) + 0.5 * l2 * w @ w)
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, steps: int = 100) -> np.ndarray:
+    """Weights w minimising `log_loss`, by Newton's method with a backtracking line search.
+
+    The plain Newton step diverges when many raw probabilities sit at the clip (logit +-13.8): the curvature
+    there is near zero and one step overshoots to overflow. Halving the step until the loss goes down keeps
+    every step an improvement.
+    """
     w = np.zeros(x.shape[1])
     w[0] = 1.0  # start from the identity map on logit(raw)
+    loss = log_loss(x, y, w, l2)
     for _ in range(steps):
-        p = 1.0 / (1.0 + np.exp(-(x @ w)))
+        p = 0.5 * (1.0 + np.tanh(0.5 * (x @ w)))  # sigmoid without overflow
         grad = x.T @ (p - y) / len(y) + l2 * w
         hess = (x * (p * (1 - p))[:, None]).T @ x / len(y) + l2 * np.eye(len(w))
-        step = np.linalg.solve(hess, grad)
-        w -= step
-        if np.abs(step).max() < 1e-9:
+        step, scale = np.linalg.solve(hess, grad), 1.0
+        while scale > 1e-6 and log_loss(x, y, w - scale * step, l2) > loss:
+            scale /= 2
+        if scale <= 1e-6:
             break
+        w = w - scale * step
+        new = log_loss(x, y, w, l2)
+        if loss - new < 1e-12:
+            break
+        loss = new
     return w
 
 
@@ -93,8 +111,11 @@ def question_labels(predictions, examples, with_null: bool, null_threshold: floa
 
 
 def fit(predictions, examples, with_null: bool, null_threshold: float = 0.0, data: str = "") -> Calibration | None:
-    """Fit on every other question, measure ECE on the rest, then refit on all (None below MIN_QUESTIONS, or
-    when every answer is right, or every one wrong)."""
+    """Fit on every other question, measure ECE on the rest, then refit on all.
+
+    Returns None (keep the raw probabilities) below MIN_QUESTIONS, when every answer is right or every one wrong,
+    or when the fit does not lower the calibration error on the held-out half.
+    """
     raw, margin, right = question_labels(predictions, examples, with_null, null_threshold)
     if len(raw) < 2 * MIN_QUESTIONS or right.min() == right.max():
         return None
@@ -103,6 +124,8 @@ def fit(predictions, examples, with_null: bool, null_threshold: float = 0.0, dat
     held_out = _calibration(fit_logistic(x[fit_rows], right[fit_rows]), with_null)
     before = expected_calibration_error(raw[held], right[held])
     after = expected_calibration_error(held_out.apply(raw[held], margin[held]), right[held])
+    if after >= before:  # no better on questions the fit did not see: keep the raw probabilities
+        return None
     final = _calibration(fit_logistic(x, right), with_null)
     calibrated = final.apply(raw, margin)
     return Calibration(final.slope, final.bias, final.null_weight, abstention_threshold(calibrated, right),

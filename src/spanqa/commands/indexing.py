@@ -12,7 +12,8 @@ from spanqa.display import highlight
 from spanqa.errors import SpanqaError
 from spanqa.retrieval.index import Changes, CollectionIndex
 
-STAGES = {"read": "reading files", "cut": "cutting passages", "encode": "encoding passages"}
+STAGES = {"read": ("reading files", " items"), "cut": ("cutting passages", " docs"),
+          "encode": ("encoding passages", " passages")}
 SHOW_SKIPPED = 20
 
 
@@ -52,8 +53,8 @@ class Progress:
         if stage not in self.bars:
             for bar in self.bars.values():
                 bar.close()
-            self.bars[stage] = tqdm(desc=STAGES.get(stage, stage), unit=" items" if stage == "read" else " docs"
-                                    if stage == "cut" else " passages", file=sys.stderr, mininterval=0.5)
+            desc, unit = STAGES[stage]
+            self.bars[stage] = tqdm(desc=desc, unit=unit, file=sys.stderr, mininterval=0.5)
         self.bars[stage].update(n)
 
     def close(self) -> None:

@@ -19,7 +19,7 @@ import torch
 from spanqa.models.hub import load_tokenizer, resolve_model_path
 from spanqa.precision import autocast, resolve_precision
 
-VECTORS_FILE = "vectors.npy"  # [N, H] float16, one row per passage (deleted passages keep their row)
+VECTORS_FILE = "vectors.npy"  # [N, H] float16, one row per passage
 MAX_TOKENS = 256
 CHUNK = 65536  # passages scored per matrix product, to bound the float32 copy of the vectors
 
@@ -63,14 +63,13 @@ def load_vectors(folder: Path) -> np.ndarray:
     return np.load(folder / VECTORS_FILE, mmap_mode="r")
 
 
-def search(vectors: np.ndarray, queries: np.ndarray, k: int, live: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(passage numbers [Q, k], cosine scores [Q, k]) of the `live` passages nearest each query, best first."""
+def search(vectors: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(passage numbers [Q, k], cosine scores [Q, k]) of the passages nearest each query, best first."""
     n = len(vectors)
     scores = np.empty((len(queries), n), np.float32)  # [Q, N]
     for lo in range(0, n, CHUNK):
         scores[:, lo:lo + CHUNK] = queries @ np.asarray(vectors[lo:lo + CHUNK], np.float32).T
-    scores[:, ~live] = -np.inf
-    k_here = min(k, int(live.sum()))
+    k_here = min(k, n)
     ids = np.full((len(queries), k), -1, np.int64)
     best = np.full((len(queries), k), -np.inf, np.float32)
     if k_here == 0:

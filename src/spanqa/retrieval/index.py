@@ -245,8 +245,7 @@ class CollectionIndex:
         if retriever in ("bm25", "hybrid"):
             rankings.append(self.bm25.search(questions, depth))
         if retriever in ("dense", "hybrid"):
-            live = np.ones(len(self.passages), bool)
-            rankings.append(dense.search(self.vectors, self.encoder.encode(questions), depth, live))
+            rankings.append(dense.search(self.vectors, self.encoder.encode(questions), depth))
         ids, scores = rankings[0] if len(rankings) == 1 else fuse(rankings, k)
         return [[(self.passage(int(i)), float(s)) for i, s in zip(row_ids[:k], row_scores[:k]) if i >= 0]
                 for row_ids, row_scores in zip(ids, scores)]

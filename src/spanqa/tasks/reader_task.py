@@ -273,6 +273,9 @@ def _reader_info(settings: ReaderSettings, allow_null: bool, evaluator, eval_met
             log.info("calibrated answer probabilities on %d evaluation questions: expected calibration error "
                      "%.3f -> %.3f on the held-out half", calibration.questions, calibration.ece_before,
                      calibration.ece_after)
+        else:
+            log.info("answer probabilities not calibrated: too few evaluation questions, all right or all wrong, "
+                     "or no lower calibration error on the held-out half")
         if allow_null:
             decode = dataclasses.replace(decode, null_score_diff_threshold=evaluator.null_threshold)
     return ReaderInfo(version_2_with_negative=allow_null, base_model=settings.run.model, data=settings.data,
