@@ -13,6 +13,7 @@ import sys
 from importlib import resources
 from typing import Callable
 
+from spanqa.answering.collection import RETRIEVE as RETRIEVE_DEFAULT
 from spanqa.config import DataConfig, add_dataclass_args, from_args
 from spanqa.errors import SpanqaError
 from spanqa.memory import keep_freed_memory
@@ -169,7 +170,8 @@ def _evaluate_parser(sub) -> None:
     p.add_argument("--model", help="with --index: the reader")
     p.add_argument("--retriever", default="all", choices=["all", "bm25", "dense", "hybrid"],
                    help="with --index: which retrievers to score (default: all the index has)")
-    p.add_argument("--retrieve", type=int, default=20, help="with --index: passages read per question (default: 20)")
+    p.add_argument("--retrieve", type=int, default=RETRIEVE_DEFAULT,
+                   help=f"with --index: passages read per question (default: {RETRIEVE_DEFAULT})")
     p.add_argument("--max-samples", type=int, default=0, help="with --index: only the first N questions (0 = all)")
     add_dataclass_args(p, ReaderConfig)
     p.add_argument("--na-probs", help="JSON {id: no-answer probability} (SQuAD v2): adds best_* thresholds")
@@ -422,7 +424,8 @@ def _ask_parser(sub) -> None:
     p.add_argument("--context", help="the passage")
     p.add_argument("--context-file", help="a file holding the passage")
     p.add_argument("--index", help="ask a collection instead: an index folder from `spanqa index`")
-    p.add_argument("--retrieve", type=int, default=20, help="with --index: passages the reader reads (default: 20)")
+    p.add_argument("--retrieve", type=int, default=RETRIEVE_DEFAULT,
+                   help=f"with --index: passages the reader reads (default: {RETRIEVE_DEFAULT})")
     p.add_argument("--retriever", default="auto", choices=["auto", "bm25", "dense", "hybrid"],
                    help="with --index: how passages are found (default: the index's own)")
     p.add_argument("--top-k", type=int, default=3, help="answers to show (default: 3)")

@@ -22,6 +22,7 @@ import torch
 
 from spanqa.artifacts import ONNX_FILE, WEIGHTS_FILE, BackendTable, ClassifierInfo, EncoderInfo, ReaderInfo
 from spanqa.answering.backends import choose
+from spanqa.answering.collection import RETRIEVE
 from spanqa.config import READER_PRECISIONS, DataConfig, DecodeConfig, ReaderConfig  # noqa: F401 - re-exported
 from spanqa.data import Example
 from spanqa.decode import Prediction
@@ -153,7 +154,7 @@ class Reader:
         """
         return self.answer_batch([(question, context)], top_k=top_k, overlap_threshold=overlap_threshold)[0]
 
-    def ask(self, index, question: str, top_k: int = 3, retrieve: int = 20, retriever: str = "auto") -> list:
+    def ask(self, index, question: str, top_k: int = 3, retrieve: int = RETRIEVE, retriever: str = "auto") -> list:
         """Answers to `question` quoted from the documents of a collection (`spanqa index`), best first.
 
         Args:

@@ -16,7 +16,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-RETRIEVE = 20  # passages read per question unless told otherwise
+# Passages read per question unless told otherwise. Measured (`spanqa evaluate --index` over SQuAD v1.1 dev's
+# 2,067 paragraphs, BM25, 400 questions, the quickstart reader): reading 1 / 3 / 5 / 10 / 20 passages gave EM
+# 36.75 / 31.75 / 28.50 / 20.75 / 15.75 at 49.5 / 18.5 / 11.4 / 5.3 / 3.0 questions/s: every extra passage is
+# one more place for a reader to find a plausible wrong span. 3 keeps alternatives from several documents
+# within 5 EM points of the best; BM25's recall@3 there is 0.90 (recall@1 0.70).
+RETRIEVE = 3
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 
-from spanqa.answering.collection import read_hits
+from spanqa.answering.collection import RETRIEVE, read_hits
 from spanqa.evaluation import evaluate
 
 KS = (1, 5, 20)
@@ -26,7 +26,7 @@ def recall_at(hits: list[list], gold: list[tuple[str, ...]], k: int) -> float:
     return sum(found) / max(len(found), 1)
 
 
-def open_domain(reader, index, dataset, retrievers: list[str], retrieve: int = 20) -> dict[str, dict]:
+def open_domain(reader, index, dataset, retrievers: list[str], retrieve: int = RETRIEVE) -> dict[str, dict]:
     """{retriever: {recall@1, recall@5, recall@20, exact, f1, questions, questions_per_s, retrieval_s, total_s}}."""
     questions = [e.question for e in dataset.examples]
     gold = [tuple(e.gold_texts) for e in dataset.examples]
