@@ -17,6 +17,7 @@ Usage: python bench/collection.py [--model runs/quickstart] [--questions 300] [-
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import resource
 import subprocess
@@ -54,7 +55,7 @@ def write_collection(path: Path, train_limit: int = 0) -> dict[str, str]:
 def questions(n: int):
     dev = load_examples(str(SQUAD_V1_DEV))
     step = max(1, len(dev.examples) // n)
-    return type(dev)(dev.examples[::step][:n], dev.source, dev.format, dev.version)
+    return dataclasses.replace(dev, examples=dev.examples[::step]).head(n)
 
 
 def spanqa_side(model: str, collection: Path, dataset_path: Path, out: Path, k: int) -> None:
@@ -70,7 +71,7 @@ def spanqa_side(model: str, collection: Path, dataset_path: Path, out: Path, k: 
                                                IndexSettings(reader=model).info())
         index_s = time.perf_counter() - t0
         reader = Reader.load(model)
-        open_domain(reader, index, type(dataset)(dataset.examples[:8], "", "squad", "1.1"), ["hybrid"], k)  # warm-up
+        open_domain(reader, index, dataset.head(8), ["hybrid"], k)  # warm-up
         results = open_domain(reader, index, dataset, ["bm25", "dense", "hybrid"], k)
     json.dump({"index_s": index_s, "passages": len(index.passages), "documents": changes.documents,
                "default": index.info.default_retriever, "runs_on": reader.runs_on, "results": results,

@@ -76,7 +76,7 @@ def _answers(per_example, batch, examples):
 
 def measure(path, tokenizer, config, questions: int | None):
     dataset = load_examples(path)
-    dataset = type(dataset)(dataset.examples[:questions], dataset.source, dataset.format, dataset.version)
+    dataset = dataset.head(questions)
     feats = build_features(dataset.examples, tokenizer, DataConfig())
     batch = feats.pad(np.arange(len(feats)), pad_id=0)
     rng = np.random.default_rng(1234)

@@ -77,7 +77,7 @@ def main() -> int:
         print(f"needs {SQUAD_V1_DEV}", file=sys.stderr)
         return 1
     dataset = load_examples(SQUAD_V1_DEV)
-    dataset = type(dataset)(dataset.examples[: args.questions], dataset.source, dataset.format, dataset.version)
+    dataset = dataset.head(args.questions)
     pairs = [(e.question, e.context) for e in dataset.examples]
     items = [{"question": q, "context": c} for q, c in pairs]
     score = lambda answers: evaluate(dataset, {e.id: a for e, a in zip(dataset.examples, answers)})  # noqa: E731

@@ -49,8 +49,7 @@ def _evaluate_open(args: argparse.Namespace, dataset) -> int:
 
     if args.predictions is not None or not args.model:
         raise SpanqaError("--index asks the collection: give DATA and --model RUN, not a predictions file.")
-    if args.max_samples:
-        dataset = type(dataset)(dataset.examples[: args.max_samples], dataset.source, dataset.format, dataset.version)
+    dataset = dataset.head(args.max_samples)
     index = open_index(args.index)
     retrievers = index.info.retrievers + (["hybrid"] if "dense" in index.info.retrievers else []) \
         if args.retriever == "all" else [args.retriever]
@@ -323,9 +322,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from spanqa.data import load_examples
     from spanqa.commands.predict import has_gold, run_predictions, score, write_outputs
 
-    dataset = load_examples(args.data, split=args.split)
-    if args.max_samples:
-        dataset = type(dataset)(dataset.examples[: args.max_samples], dataset.source, dataset.format, dataset.version)
+    dataset = load_examples(args.data, split=args.split).head(args.max_samples)
     reader = _load_reader(args)
     run = run_predictions(reader, dataset, show_progress=not args.json)
     write_outputs(run, Path(args.output), Path(args.na_probs_out) if args.na_probs_out else None,

@@ -73,11 +73,12 @@ def read_hits(reader, questions: list[str], hits: list[list], top_k: int = 3,
     min_probability = abstain_below(reader) if min_probability is None else min_probability
     asked = [(q, [p.text for p, _ in h]) for q, h in zip(questions, hits) if h]
     read = iter(reader.answer_batch(asked, top_k=top_k) if asked else [])
-    results = []
-    for h in hits:
-        answers = next(read) if h else []
-        results.append([quote(a, h) for a in answers if not a.is_no_answer and a.probability >= min_probability])
-    return results
+    return [quoted(next(read), h, min_probability) if h else [] for h in hits]
+
+
+def quoted(answers, hits, min_probability: float) -> list[CollectionAnswer]:
+    """The reader's answers over `hits`' passages that are worth giving, quoted from their documents."""
+    return [quote(a, hits) for a in answers if not a.is_no_answer and a.probability >= min_probability]
 
 
 def abstain_below(reader) -> float:

@@ -195,8 +195,7 @@ def measure_backends(folder: str, data: str, max_samples: int, config: ReaderCon
 
 def _first_questions(data: str, max_samples: int):
     """The first `max_samples` questions of `data`: what every backend is measured on."""
-    dataset = load_examples(data)
-    return dataclasses.replace(dataset, examples=dataset.examples[:max_samples])
+    return load_examples(data).head(max_samples)
 
 
 def _score(reader: Reader, dataset) -> tuple[dict, float]:

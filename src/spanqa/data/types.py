@@ -72,6 +72,10 @@ class QADataset:
     def __len__(self) -> int:
         return len(self.examples)
 
+    def head(self, n: int) -> QADataset:
+        """The first `n` questions, scored as one source; `n` 0: this dataset as it is."""
+        return QADataset(self.examples[:n], self.source, self.format, self.version) if n else self
+
     @property
     def has_unanswerable(self) -> bool:
         """True when the data can hold unanswerable questions (SQuAD v2 style scoring applies)."""

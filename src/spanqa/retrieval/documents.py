@@ -78,6 +78,21 @@ def read_sources(sources: list[str]) -> Iterator[Document | Skipped]:
             yield from _qa_documents(source)  # a hub dataset name
 
 
+def read_documents(sources: list[str], progress=None) -> tuple[list[Document], list[Skipped]]:
+    """`read_sources` gathered: the documents (a later one with the same id replaces the earlier) and the
+    files skipped; `progress("read", 1)` after each item."""
+    docs: dict[str, Document] = {}
+    skipped: list[Skipped] = []
+    for item in read_sources(sources):
+        if isinstance(item, Skipped):
+            skipped.append(item)
+        else:
+            docs[item.id] = item
+        if progress is not None:
+            progress("read", 1)
+    return list(docs.values()), skipped
+
+
 def _read_file(path: Path, doc_id: str) -> Iterator[Document | Skipped]:
     suffixes = [s.lower() for s in path.suffixes[-2:]]
     suffix = suffixes[-2] if suffixes[-1:] == [".gz"] and len(suffixes) == 2 else (suffixes[-1] if suffixes else "")

@@ -31,8 +31,8 @@ from spanqa.errors import SpanqaError
 from spanqa.files import file_mode, read_text
 from spanqa.retrieval import dense
 from spanqa.retrieval.bm25 import BM25Index
-from spanqa.retrieval.chunking import split_document
-from spanqa.retrieval.documents import Document, Skipped, read_sources
+from spanqa.retrieval.chunking import PassageSpans, split_document
+from spanqa.retrieval.documents import Document, Skipped, read_documents
 
 log = logging.getLogger(__name__)
 DOCUMENTS_FILE = "documents.jsonl"
@@ -139,15 +139,10 @@ class CollectionIndex:
 
     def _with(self, sources: list[str], existing: set[str], progress) -> tuple[CollectionIndex, Changes]:
         t0 = time.perf_counter()
-        docs, skipped = [], []
-        for item in read_sources(sources):
-            (skipped if isinstance(item, Skipped) else docs).append(item)
-            if progress is not None:
-                progress("read", 1)
-        docs = list({d.id: d for d in docs}.values())  # a later document with the same id wins
+        docs, skipped = read_documents(sources, progress)
         replaced = {d.id for d in docs} & existing
         base = self._kept(np.array([d.id not in replaced for d in self.documents], bool))
-        spans = self._cut(docs, progress)
+        spans = cut_passages(docs, self.info, progress)
         first = len(base.documents)
         rows = np.array([(first + i, s, e) for i, sp in enumerate(spans) for s, e in zip(sp.starts, sp.ends)],
                         np.int64).reshape(-1, 3)
@@ -169,17 +164,6 @@ class CollectionIndex:
         documents = [d for d, k in zip(self.documents, keep_docs) if k]
         vectors = np.asarray(self.vectors[keep]) if self.vectors is not None else None
         return CollectionIndex(self.folder, self.info, documents, passages, self.bm25, vectors)
-
-    def _cut(self, docs: list[Document], progress) -> list:
-        from spanqa.models.hub import load_tokenizer, resolve_model_path
-
-        tokenizer = load_tokenizer(resolve_model_path(self.info.tokenizer))
-        spans = []
-        for doc in docs:
-            spans.append(split_document(doc.text, tokenizer, self.info.passage_tokens, self.info.overlap_tokens))
-            if progress is not None:
-                progress("cut", 1)
-        return spans
 
     def _vectors(self, base: CollectionIndex, documents: list[Document], rows: np.ndarray, progress):
         if not self.info.encoder:
@@ -249,6 +233,19 @@ class CollectionIndex:
         ids, scores = rankings[0] if len(rankings) == 1 else fuse(rankings, k)
         return [[(self.passage(int(i)), float(s)) for i, s in zip(row_ids[:k], row_scores[:k]) if i >= 0]
                 for row_ids, row_scores in zip(ids, scores)]
+
+
+def cut_passages(docs: list[Document], info: IndexInfo, progress=None) -> list[PassageSpans]:
+    """Each document's passages, cut with `info`'s tokenizer and budget; `progress("cut", 1)` after each."""
+    from spanqa.models.hub import load_tokenizer, resolve_model_path
+
+    tokenizer = load_tokenizer(resolve_model_path(info.tokenizer))
+    spans = []
+    for doc in docs:
+        spans.append(split_document(doc.text, tokenizer, info.passage_tokens, info.overlap_tokens))
+        if progress is not None:
+            progress("cut", 1)
+    return spans
 
 
 def fuse(rankings: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:

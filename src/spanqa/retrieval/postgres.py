@@ -24,8 +24,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from spanqa.artifacts import IndexInfo
 from spanqa.errors import SpanqaError
-from spanqa.retrieval.documents import Document, Skipped, read_sources
-from spanqa.retrieval.index import Changes, Passage
+from spanqa.retrieval.documents import Document, read_documents
+from spanqa.retrieval.index import Changes, Passage, cut_passages
 
 SCHEMES = ("postgresql://", "postgres://")
 SCHEMA = """
@@ -120,24 +120,14 @@ class PostgresIndex:
         return cls(url, read_info(url))
 
     def add(self, sources: list[str], progress=None) -> Changes:
-        """Add (or replace, by id) the documents of `sources`, in one transaction."""
-        from spanqa.models.hub import load_tokenizer, resolve_model_path
-        from spanqa.retrieval.chunking import split_document
-
-        tokenizer = load_tokenizer(resolve_model_path(self.info.tokenizer))
-        changes, docs = Changes(), {}
-        for item in read_sources(sources):
-            if isinstance(item, Skipped):
-                changes.skipped.append(item)
-            else:
-                docs[item.id] = item
-            if progress is not None:
-                progress("read", 1)
+        """Add (or replace, by id) the documents of `sources`: read and cut first, then one transaction."""
+        docs, skipped = read_documents(sources, progress)
+        cuts = cut_passages(docs, self.info, progress)
+        changes = Changes(documents=len(docs), skipped=skipped)
         with self.conn.transaction(), self.conn.cursor() as cur:
-            cur.execute("DELETE FROM spanqa_documents WHERE id = ANY(%s)", (list(docs),))
+            cur.execute("DELETE FROM spanqa_documents WHERE id = ANY(%s)", ([d.id for d in docs],))
             changes.removed = cur.rowcount
-            for doc in docs.values():
-                spans = split_document(doc.text, tokenizer, self.info.passage_tokens, self.info.overlap_tokens)
+            for doc, spans in zip(docs, cuts):
                 cur.execute("INSERT INTO spanqa_documents VALUES (%s, %s, %s, %s)", (doc.id, doc.title, doc.path,
                                                                                     doc.text))
                 cur.executemany(
@@ -145,10 +135,7 @@ class PostgresIndex:
                     "VALUES (%s, %s, %s, to_tsvector('english', %s))",
                     [(doc.id, int(s), int(e), doc.text[s:e]) for s, e in zip(spans.starts, spans.ends)])
                 changes.passages += len(spans.starts)
-                if progress is not None:
-                    progress("cut", 1)
             self._count(cur)
-        changes.documents = len(docs)
         return changes
 
     def delete(self, ids: list[str]) -> Changes:

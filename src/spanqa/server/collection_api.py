@@ -18,7 +18,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from spanqa.answering.collection import RETRIEVE, abstain_below, quote
+from spanqa.answering.collection import RETRIEVE, abstain_below, quoted
 from spanqa.artifacts import INDEX_FILE
 from spanqa.retrieval.index import CollectionIndex
 from spanqa.retrieval.postgres import PostgresIndex, is_postgres, read_info
@@ -91,7 +91,7 @@ def add_collection_routes(app, served: ServedIndex, config, shown: str, submit, 
         answers = []
         if hits:
             (read,) = await submit([(req.question, [p.text for p, _ in hits])], req.top_k)
-            answers = [quote(a, hits) for a in read if not a.is_no_answer and a.probability >= threshold]
+            answers = quoted(read, hits, threshold)
         return {"answers": [asdict(a) for a in answers], "no_answer": not answers, "retrieved": len(hits),
                 "model": shown, "time_ms": round((time.perf_counter() - t0) * 1000, 2)}
 
