@@ -6,6 +6,7 @@ Runs in the peer's own environment (bench/_envs.py), never in spanqa's:
   txtai     txtai 9.14: Embeddings(keyword=True, content=True) (its BM25 index) + RAG with the reader as an
             extractive question-answering model; txtai joins its top `context` passages (default 3) into one
             context, which its QA step truncates to the model's length
+  txtai-int8  the same with RAG(quantize=True): txtai's own int8 option (torch dynamic quantization)
 Usage: python _collection_peers.py KIND MODEL_DIR COLLECTION.jsonl QUESTIONS.json OUT.json K
 """
 
@@ -44,7 +45,7 @@ def haystack(model_dir, docs, questions, k):
     return index_s, time.perf_counter() - t0, answers, retrieved
 
 
-def txtai(model_dir, docs, questions, k):
+def txtai(model_dir, docs, questions, k, quantize=False):
     from txtai import Embeddings
     from txtai.pipeline import RAG
 
@@ -52,7 +53,7 @@ def txtai(model_dir, docs, questions, k):
     embeddings = Embeddings(keyword=True, content=True)
     embeddings.index([{"id": d["id"], "text": d["text"]} for d in docs])
     index_s = time.perf_counter() - t0
-    rag = RAG(embeddings, model_dir, task="question-answering", output="flatten", gpu=False)
+    rag = RAG(embeddings, model_dir, task="question-answering", output="flatten", gpu=False, quantize=quantize)
     rag(questions[:1])  # warm-up
     t0 = time.perf_counter()
     answers = [a or "" for a in rag(questions)]
@@ -67,7 +68,8 @@ def main() -> None:
 
     docs = [json.loads(line) for line in open(collection)]
     questions = json.load(open(questions_path))
-    index_s, seconds, answers, retrieved = {"haystack": haystack, "txtai": txtai}[kind](model_dir, docs, questions,
+    index_s, seconds, answers, retrieved = {"haystack": haystack, "txtai": txtai,
+                                       "txtai-int8": lambda *a: txtai(*a, quantize=True)}[kind](model_dir, docs, questions,
                                                                                         int(k))
     print(f"  {kind}: index {index_s:.1f} s, {len(questions) / seconds:.2f} questions/s", file=sys.stderr, flush=True)
     json.dump({"index_s": index_s, "seconds": seconds, "answers": answers, "retrieved": retrieved,

@@ -1,17 +1,21 @@
 """Questions over a document collection: spanqa's index and reader against Haystack 3 and txtai.
 
-Collection: every distinct context of SQuAD v1.1 train + dev (20,963 paragraphs), one document each. Questions:
-`--questions` SQuAD v1.1 dev questions spread evenly over the dev set (default 300), asked of the whole
-collection. Every system uses the same reader weights (`--model`, default runs/quickstart from `spanqa
-quickstart`) and reads the same number of retrieved passages (`--k`, default 10) per question, except txtai,
-which joins its top 3 (its default) into one context. The peers run in their own environments (bench/_envs.py):
+Collection: every distinct context of SQuAD v1.1 train + dev (20,958 paragraphs), one document each. Questions:
+`--questions` SQuAD v1.1 dev questions spread evenly over the dev set (default 200), asked of the whole
+collection. Every system uses the same reader weights (`--model`, default runs/quickstart-all: the quickstart
+reader after `spanqa export --format all`, whose root holds the transformers weights the peers load) and reads
+the same number of retrieved passages (`--k`, default 3) per question; txtai joins its top 3 (its default) into
+one context. The peers run in their own environments (bench/_envs.py), each at its own best settings:
   Haystack 3.4  in-memory BM25 retriever + transformers-haystack's TransformersExtractiveReader, in a Pipeline
-  txtai 9.14    Embeddings(keyword=True) BM25 index + RAG with the reader as its extractive QA model
-spanqa runs each of its retrievers (bm25, dense, hybrid) over one index built with `spanqa index`'s defaults.
+  txtai 9.14    Embeddings(keyword=True) BM25 index + RAG with the reader as its extractive QA model, in fp32
+                and with its own int8 option (RAG(quantize=True))
+spanqa runs each of its retrievers (bm25, dense, hybrid) over one index built with `spanqa index`'s defaults,
+and its reader with `--backend auto` (on a `--format all` folder: the fastest engine measured on this CPU
+within the accuracy guard; the run's `runs_on` says which).
 Reported per system: index build seconds and peak memory (each system in its own process), recall@1/5/K (a
 retrieved passage contains a gold answer string), EM/F1 (official v1.1 scoring), questions/s end to end.
 `ratio` = spanqa's default retriever's questions/s / the faster peer's.
-Usage: python bench/collection.py [--model runs/quickstart] [--questions 300] [--k 10] [--skip-peers]
+Usage: python bench/collection.py [--model runs/quickstart-all] [--questions 200] [--k 3] [--skip-peers]
 """
 
 from __future__ import annotations
@@ -99,9 +103,9 @@ def peer_scores(run: dict, dataset, texts: dict[str, str], k: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="runs/quickstart")
-    parser.add_argument("--questions", type=int, default=300)
-    parser.add_argument("--k", type=int, default=10, help="passages read per question")
+    parser.add_argument("--model", default="runs/quickstart-all")
+    parser.add_argument("--questions", type=int, default=200)
+    parser.add_argument("--k", type=int, default=3, help="passages read per question")
     parser.add_argument("--skip-peers", action="store_true")
     parser.add_argument("--train-documents", type=int, default=0,
                         help="only the first N train contexts in the collection (0 = all; a quick check)")
@@ -111,7 +115,9 @@ def main() -> None:
         return spanqa_side(args.model, *(Path(p) for p in args.spanqa_side), args.k)
     cpu = cpu_banner()
     if not Path(args.model).is_dir():
-        raise SystemExit(f"{args.model}: no reader folder; make one with `spanqa quickstart` (8 minutes)")
+        raise SystemExit(f"{args.model}: no reader folder; make one with `spanqa quickstart` (8 minutes), then "
+                         f"`spanqa export --model runs/quickstart --format all --output {args.model} --eval-data "
+                         "DEV` (2 minutes)")
     OUT.mkdir(exist_ok=True)
     collection, qfile, sfile = OUT / "collection.jsonl", OUT / "collection-questions.json", OUT / "collection-spanqa.json"
     texts = write_collection(collection, args.train_documents)
@@ -123,13 +129,15 @@ def main() -> None:
     subprocess.run([sys.executable, __file__, "--model", args.model, "--k", str(args.k), "--spanqa-side",
                     str(collection), str(qfile), str(sfile)], check=True)
     ours = json.loads(sfile.read_text())
+    print(f"  spanqa: index {ours['index_s']:.1f} s ({ours['passages']:,} passages), reader {ours['runs_on']}",
+          flush=True)
     for name, r in ours["results"].items():
         print(f"  spanqa {name}: R@1 {r['recall@1']:.3f} R@5 {r['recall@5']:.3f} EM {r['exact']:.2f} F1 {r['f1']:.2f} "
               f"{r['questions_per_s']:.2f} q/s", flush=True)
     peers = {}
     if not args.skip_peers:
         qs = [e.question for e in dataset.examples]
-        for kind, env in (("haystack", "haystack-3"), ("txtai", "txtai")):
+        for kind, env in (("haystack", "haystack-3"), ("txtai", "txtai"), ("txtai-int8", "txtai")):
             peers[kind] = {**peer_scores(run_peer(kind, env, args.model, collection, qs, args.k), dataset, texts,
                                          args.k), "versions": versions(env)}
             p = peers[kind]

@@ -279,6 +279,8 @@ class IndexInfo(_Info):
         overlap_tokens: tokens a passage may repeat from the one before it (whole paragraphs only).
         encoder: the sentence encoder of the dense vectors ("" without them).
         vector_dtype: how the vectors are stored: float16 or int8.
+        ann: whether to keep an HNSW graph of the vectors and search it (approximate): "auto" past a measured
+            number of passages (`retrieval.dense.ANN_ABOVE`), "on", or "off" (always exact).
         documents, passages: how many, not counting deleted ones.
     """
 
@@ -291,6 +293,7 @@ class IndexInfo(_Info):
     overlap_tokens: int = 64
     encoder: str = ""
     vector_dtype: str = "float16"
+    ann: str = "auto"
     documents: int = 0
     passages: int = 0
     schema_version: int = SCHEMA_VERSION

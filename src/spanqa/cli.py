@@ -460,7 +460,8 @@ def cmd_index(args: argparse.Namespace) -> int:
 
     if bool(args.sources) == bool(args.delete):
         raise SpanqaError("give SOURCES to index (or to --add), or --delete ID ... to remove documents, not both.")
-    settings = IndexSettings(args.retriever, args.reader, args.passage_tokens, args.overlap_tokens, args.encoder)
+    settings = IndexSettings(args.retriever, args.reader, args.passage_tokens, args.overlap_tokens, args.encoder,
+                             args.vector_dtype, args.ann)
     return run_index(args.sources, args.output, args.add, args.delete or [], settings)
 
 
@@ -480,6 +481,11 @@ def _index_parser(sub) -> None:
     p.add_argument("--overlap-tokens", type=int, default=64,
                    help="tokens a passage may repeat from the one before, whole paragraphs only (default: 64)")
     p.add_argument("--encoder", default="minilm-l6", help="sentence encoder of the dense vectors (default: minilm-l6)")
+    p.add_argument("--vector-dtype", default="float16", choices=["float16", "int8"],
+                   help="how vectors are stored: int8 halves their disk and memory (default: float16)")
+    p.add_argument("--ann", default="auto", choices=["auto", "on", "off"],
+                   help="keep an HNSW graph (usearch) and search it, approximately: auto past 50,000 passages "
+                        "(measured), on, or off (always exact)")
     p.set_defaults(func=cmd_index)
 
 
@@ -499,9 +505,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     from spanqa.commands.export import compare, export_reader, measure_backends
     from spanqa.reader import ReaderConfig
 
+    from spanqa.data import check_source
+
     calibration = args.calibration_data
     if calibration == "sample":
         calibration = asset("squad-v1.1-train-sample.json.gz")
+    data = asset("squad-v1.1-dev-sample.json.gz") if args.eval_data == "sample" else args.eval_data
+    for source in (calibration, data if data != "none" else None):
+        if source:
+            check_source(source)  # before the export, which takes minutes
     out = export_reader(args.model, args.format, args.quantize, args.output, calibration)
     what = {"onnx": "an ONNX Runtime", "openvino": "an OpenVINO", "torch": "a torch", "all": "a"}[args.format]
     kind = "reader with every backend (torch, ONNX Runtime, OpenVINO)" if args.format == "all" else \
@@ -512,7 +524,6 @@ def cmd_export(args: argparse.Namespace) -> int:
             print("spanqa: not measured (--eval-data none): --backend auto will run its torch weights",
                   file=sys.stderr)
         return 0
-    data = asset("squad-v1.1-dev-sample.json.gz") if args.eval_data == "sample" else args.eval_data
     config = from_args(ReaderConfig, args)
     if args.format == "all":
         table = measure_backends(str(out), data, args.max_eval_samples, config,

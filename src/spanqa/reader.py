@@ -171,11 +171,12 @@ class Reader:
         return ask(self, index, question, top_k, retrieve, retriever)
 
     def answer_batch(self, pairs: list[tuple[str, str | Sequence[str]]], top_k: int = 1,
-                     overlap_threshold: float | None = 0.01) -> list[list[ReaderAnswer]]:
+                     overlap_threshold: float | None = 0.01, rank_weight: float = 0.0) -> list[list[ReaderAnswer]]:
         """Answers for many (question, context or list of passages) pairs, in input order.
 
         Windows of all pairs and passages are length-sorted and padded per batch; long contexts use all
-        their windows.
+        their windows. `rank_weight` > 0: each list of passages is in a retriever's order, best first, and
+        that order weighs in the ranking (`spanqa.answering.passages`).
         """
         if top_k < 1:
             raise SpanqaError(f"top_k {top_k}: must be at least 1.")
@@ -189,7 +190,7 @@ class Reader:
         out = []
         for (_, context), group in zip(pairs, groups):
             chunk = [next(preds) for _ in group]
-            out.append(self.passage_answers(chunk, top_k, overlap_threshold))  # one passage is a list of one
+            out.append(self.passage_answers(chunk, top_k, overlap_threshold, rank_weight))  # one passage: a list of one
         return out
 
     def count_windows(self, pairs: list[tuple[str, str | Sequence[str]]]) -> list[int]:
@@ -199,10 +200,10 @@ class Reader:
                                     self.data))
         return [sum(next(counts) for _ in group) for group in groups]
 
-    def passage_answers(self, preds: list[Prediction], top_k: int,
-                        overlap_threshold: float | None = 0.01) -> list[ReaderAnswer]:
+    def passage_answers(self, preds: list[Prediction], top_k: int, overlap_threshold: float | None = 0.01,
+                        rank_weight: float = 0.0) -> list[ReaderAnswer]:
         """One question's predictions over several passages as one ranked list of `ReaderAnswer`s."""
-        pooled = pool(preds, self.allow_null, self.decode.null_score_diff_threshold, overlap_threshold)
+        pooled = pool(preds, self.allow_null, self.decode.null_score_diff_threshold, overlap_threshold, rank_weight)
         na = pooled.no_answer_probability
         answers = [ReaderAnswer(r.span.text, r.span.start, r.span.end, r.span.score, self._probability(r, pooled),
                                 na, r.passage) for r in pooled.ranked]

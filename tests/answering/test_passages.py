@@ -1,5 +1,6 @@
 """Answers across many passages: ranked together, attributed, de-duplicated, abstaining like windows do."""
 
+import math
 from types import SimpleNamespace
 
 import pytest
@@ -57,6 +58,21 @@ def test_the_answer_in_passage_3_of_5_is_found_and_attributed(wordpiece):
     assert passages[2][a.start:a.end] == a.text and a.score == pytest.approx(16.0)
     assert answers[1].score == pytest.approx(10.0)  # raw scores: comparable across passages
     assert a.probability > answers[1].probability > 0 and a.no_answer_probability == 0.0
+
+
+def test_a_retrievers_order_weighs_in_by_rank_weight_times_log_rank(wordpiece):
+    (strong, strong_id), (weak, weak_id) = single_token_words(wordpiece, 2)
+    passages = [f"Here {weak} lies.", FILLER[1], f"Far away, {strong} stands."]  # span scores 10.0 and 16.0
+    reader = spotter_reader(wordpiece, {strong_id: 8.0, weak_id: 5.0})
+    plain = reader.answer_batch([("Where?", passages)], top_k=2)[0]
+    assert [a.passage for a in plain] == [2, 0]  # by the reader's scores alone
+    # 16 - 5 ln 3 = 10.51 still beats 10.0; 16 - 6 ln 3 = 9.41 does not
+    assert reader.answer_batch([("Where?", passages)], top_k=2, rank_weight=5.0)[0][0].passage == 2
+    weighed = reader.answer_batch([("Where?", passages)], top_k=2, rank_weight=6.0)[0]
+    assert [a.passage for a in weighed] == [0, 2]
+    assert weighed[0].score == pytest.approx(10.0)  # the score stays the reader's; only the ranking moves
+    # probabilities follow the weighed ranking: e^10 against e^(16 - 6 ln 3) = e^9.41, less what other spans take
+    assert weighed[0].probability / weighed[1].probability == pytest.approx(math.exp(10.0 - 16.0 + 6 * math.log(3)))
 
 
 def test_overlapping_spans_of_one_passage_are_merged_unless_asked_not_to(wordpiece):

@@ -70,3 +70,11 @@ def test_a_missing_exporter_package_names_the_extra_to_install(tiny_model, tmp_p
     err = capsys.readouterr().err
     assert "--format onnx needs onnx: pip install 'spanqa[onnx]'" in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()  # nothing half-written
+
+
+def test_a_missing_data_file_stops_the_export_before_it_writes(tiny_model, tmp_path, capsys):
+    missing = str(tmp_path / "dev-v1.1.json")
+    assert main(["export", "--model", str(tiny_model), "--format", "onnx", "--output", str(tmp_path / "o"),
+                 "--eval-data", missing]) == 2
+    assert f"{missing}: no such file" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

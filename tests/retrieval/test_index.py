@@ -100,3 +100,75 @@ def test_reciprocal_rank_fusion():
     b = (np.array([[2, 4, 7]]), None)
     ids, scores = fuse([a, b], 3)
     assert ids.tolist() == [[2, 7, 4]] and scores[0, 0] == pytest.approx(1 / 62 + 1 / 61)
+
+
+def test_int8_vectors_keep_the_cosine_within_a_percent_and_halve_the_bytes():
+    from spanqa.retrieval.dense import Vectors
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((500, 384)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    half, quarter = Vectors.store(x, "float16"), Vectors.store(x, "int8")
+    assert quarter.data.dtype == np.int8 and quarter.data.nbytes * 2 == half.data.nbytes
+    cosines = np.sum(quarter.rows() * x, axis=1)
+    assert cosines.min() > 0.99
+    both = quarter.take(np.arange(500) < 100).concat(x[100:])  # delete, then add: the same rows come back
+    assert both.dtype == "int8" and np.allclose(both.rows(), quarter.rows())
+    with pytest.raises(SpanqaError, match="vector dtype 'int4'"):
+        Vectors.store(x, "int4")
+
+
+@pytest.mark.parametrize("dtype", ["float16", "int8"])
+def test_an_hnsw_graph_is_kept_when_asked_and_finds_what_exact_search_finds(hybrid, tmp_path, dtype):
+    pytest.importorskip("usearch")
+    from dataclasses import replace
+
+    index, _ = hybrid
+    root = tmp_path / "coll"
+    root.mkdir()
+    graph_index, _ = CollectionIndex.build([str(make_collection(root))], tmp_path / "index",
+                                           replace(HYBRID, vector_dtype=dtype, ann="on"))
+    assert (tmp_path / "index" / "vectors.usearch").exists() and not (index.folder / "vectors.usearch").exists()
+    reopened = CollectionIndex.open(tmp_path / "index")
+    assert reopened.vectors.graph is not None and reopened.vectors.dtype == dtype
+    for question in ("Which engineer's company built the tower?", "Who won the Nobel Prize in 1903?"):
+        exact = [(p.number, round(s, 2)) for p, s in index.search(question, k=4, retriever="dense")]
+        approx = [(p.number, round(s, 2)) for p, s in reopened.search(question, k=4, retriever="dense")]
+        assert [n for n, _ in approx] == [n for n, _ in exact]  # a few passages: the graph is exact
+        assert [s for _, s in approx] == pytest.approx([s for _, s in exact], abs=0.02)
+    reopened.delete(["eiffel.md"])  # the graph is rebuilt with the folder
+    assert all(p.document.id != "eiffel.md" for p, _ in
+               CollectionIndex.open(tmp_path / "index").search("Eiffel tower engineer", k=10, retriever="dense"))
+
+
+def test_an_index_with_a_graph_but_no_usearch_searches_exactly(hybrid, tmp_path, monkeypatch, caplog):
+    pytest.importorskip("usearch")
+    from dataclasses import replace
+
+    from spanqa.retrieval import dense
+
+    root = tmp_path / "coll"
+    root.mkdir()
+    CollectionIndex.build([str(make_collection(root))], tmp_path / "index", replace(HYBRID, ann="on"))
+    monkeypatch.setattr(dense, "_usearch", lambda: None)
+    reopened = CollectionIndex.open(tmp_path / "index")
+    assert reopened.vectors.graph is None and "usearch is not installed" in caplog.text
+    assert first_doc(reopened, "Which engineer's company built the tower?", "dense") == "eiffel.md"
+
+
+@pytest.mark.slow  # quantizing the encoder: ~13 s
+def test_passages_in_bulk_encode_with_openvino_int8_close_to_torch(monkeypatch):
+    pytest.importorskip("openvino")
+    pytest.importorskip("nncf")
+    from spanqa.retrieval import dense
+
+    texts = [f"Passage {i}: the {w} river flows past {c} into the sea near the old harbour."
+             for i, (w, c) in enumerate([(w, c) for w in ("Nile", "Rhine", "Thames", "Seine", "Danube")
+                                        for c in ("Cairo", "Basel", "London", "Paris", "Vienna", "Rome")])]
+    encoder = dense.SentenceEncoder()
+    exact = dense.SentenceEncoder(engine="torch").encode(texts)
+    monkeypatch.setattr(dense, "BULK_ABOVE", 10)
+    bulk = encoder.encode(texts)
+    assert encoder._bulk  # the OpenVINO model ran
+    assert np.sum(bulk * exact, axis=1).min() > 0.97 and np.allclose(np.linalg.norm(bulk, axis=1), 1.0, atol=1e-5)
+    assert encoder.encode(texts[:3]).shape == (3, 384)  # a few questions: torch, as before

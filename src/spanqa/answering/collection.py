@@ -4,7 +4,8 @@
     reader.ask(index, "How do I reset the router?", top_k=3)
     -> [CollectionAnswer(text="hold the reset button for ten seconds", document_id="router.md", start=1043, ...)]
 
-The reader ranks the spans of all retrieved passages together (`answering.passages`), and each answer's
+The reader ranks the spans of all retrieved passages together, with the retriever's order as a prior
+(`answering.passages`, `RANK_WEIGHT` below), and each answer's
 offsets are moved from its passage to its document: a passage is `document.text[p_start:p_end]`, so an answer
 at [s, e) in the passage is `document.text[p_start + s:p_start + e]`. An empty list means "no answer in the
 collection": nothing was retrieved, or a SQuAD v2 reader abstained, or the best answer's probability is below
@@ -16,12 +17,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# Passages read per question unless told otherwise. Measured (`spanqa evaluate --index` over SQuAD v1.1 dev's
-# 2,067 paragraphs, BM25, 400 questions, the quickstart reader): reading 1 / 3 / 5 / 10 / 20 passages gave EM
-# 36.75 / 31.75 / 28.50 / 20.75 / 15.75 at 49.5 / 18.5 / 11.4 / 5.3 / 3.0 questions/s: every extra passage is
-# one more place for a reader to find a plausible wrong span. 3 keeps alternatives from several documents
-# within 5 EM points of the best; BM25's recall@3 there is 0.90 (recall@1 0.70).
+# Passages read per question unless told otherwise, and how much the retriever's order weighs in the ranking
+# (`answering.passages`: a span of the passage at rank r loses RANK_WEIGHT * ln(r)). Measured with the quickstart
+# reader (OpenVINO int8) over SQuAD v1.1 train + dev's 20,958 paragraphs, hybrid retrieval, 200 dev questions
+# not in the benchmark's cut: reading 1 / 2 / 3 / 5 / 10 passages gave EM 35.0 / 34.0 / 27.0 / 24.0 / 16.0 by
+# the reader's scores alone (every extra passage is one more place to find a plausible wrong span), and
+# 35.0 / 37.0 / 37.0 / 37.0 / 37.0 with weight 3. Weights 2..6 are within 0.5 EM of each other at 3 passages
+# with hybrid retrieval; 3 is the best of them with BM25 (EM 39.0; 29.5 with weight 0). 3 passages keep
+# alternatives from several documents at the accuracy of the best depth.
 RETRIEVE = 3
+RANK_WEIGHT = 3.0
 
 
 @dataclass(frozen=True)
@@ -30,7 +35,8 @@ class CollectionAnswer:
 
     Attributes:
         text: the answer, exactly `document text[start:end]`.
-        probability: the reader's probability, over the candidates of all passages read.
+        probability: the reader's probability, over the candidates of all passages read (calibrated: the
+            chance the answer is right, when the reader has a calibration).
         score: start + end logit.
         document_id, title, path: which document it quotes.
         start, end: char offsets in the document's text.
@@ -72,7 +78,7 @@ def read_hits(reader, questions: list[str], hits: list[list], top_k: int = 3,
     """
     min_probability = abstain_below(reader) if min_probability is None else min_probability
     asked = [(q, [p.text for p, _ in h]) for q, h in zip(questions, hits) if h]
-    read = iter(reader.answer_batch(asked, top_k=top_k) if asked else [])
+    read = iter(reader.answer_batch(asked, top_k=top_k, rank_weight=RANK_WEIGHT) if asked else [])
     return [quoted(next(read), h, min_probability) if h else [] for h in hits]
 
 

@@ -15,6 +15,7 @@ from spanqa.retrieval.index import Changes, CollectionIndex
 STAGES = {"read": ("reading files", " items"), "cut": ("cutting passages", " docs"),
           "encode": ("encoding passages", " passages")}
 SHOW_SKIPPED = 20
+ANN_CHOICES = ("auto", "on", "off")
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,8 @@ class IndexSettings:
     passage_tokens: int = 0
     overlap_tokens: int = 64
     encoder: str = "minilm-l6"
+    vector_dtype: str = "float16"
+    ann: str = "auto"
 
     def info(self) -> IndexInfo:
         """The new index's `IndexInfo`: passages sized to the reader's window less its question."""
@@ -37,10 +40,13 @@ class IndexSettings:
             tokenizer, budget = self.reader, data.max_seq_length - data.max_query_length - 3
         if self.passage_tokens < 0 or self.overlap_tokens < 0:
             raise SpanqaError("--passage-tokens and --overlap-tokens: expected 0 or more.")
+        if self.ann not in ANN_CHOICES:
+            raise SpanqaError(f"--ann {self.ann}: expected one of {', '.join(ANN_CHOICES)}.")
         dense = self.retriever in ("dense", "hybrid")
         return IndexInfo(retrievers=["bm25"] + (["dense"] if dense else []), default_retriever=self.retriever,
                          tokenizer=tokenizer, passage_tokens=self.passage_tokens or budget,
-                         overlap_tokens=self.overlap_tokens, encoder=self.encoder if dense else "")
+                         overlap_tokens=self.overlap_tokens, encoder=self.encoder if dense else "",
+                         vector_dtype=self.vector_dtype, ann=self.ann)
 
 
 class Progress:

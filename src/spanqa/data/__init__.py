@@ -20,7 +20,7 @@ from spanqa.data.squad import parse_squad
 from spanqa.data.types import Answer, Example, QADataset
 from spanqa.errors import SpanqaError
 
-__all__ = ["Answer", "Example", "QADataset", "load_examples", "check_answer_starts"]
+__all__ = ["Answer", "Example", "QADataset", "load_examples", "check_answer_starts", "check_source"]
 log = logging.getLogger(__name__)
 
 
@@ -50,6 +50,18 @@ def load_examples(source: str | Path, split: str = "validation", repair_answers:
     if not dataset.examples:
         raise SpanqaError(f"{source}: no questions found.")
     return _checked(dataset, repair_answers)
+
+
+def check_source(source: str | Path) -> None:
+    """Fail now, not after minutes of work, when `source` names a local file (a .json, .jsonl or .gz suffix)
+    that is not there; hub names and folders are checked when they are read.
+
+    Raises:
+        SpanqaError: the file is missing.
+    """
+    path = Path(source)
+    if path.suffix in (".json", ".jsonl", ".gz") and not path.exists() and not from_bundle("dataset", str(source)):
+        raise SpanqaError(f"{path}: no such file.")
 
 
 def _parse_file(text: str, source: str) -> QADataset:

@@ -5,7 +5,8 @@
 
 The folder holds `spanqa_index.json` (`IndexInfo`), `documents.jsonl` (id, title, path, text),
 `passages.npy` ([P, 3] int64: document number, start, end: each passage is `documents[d].text[start:end]`),
-`bm25/` and, with dense retrieval, `vectors.npy` ([P, H] float16). `add` and `delete` rewrite the folder:
+`bm25/` and, with dense retrieval, `vectors.npy` ([P, H] float16 or int8; `retrieval.dense`), with an HNSW graph
+past a measured size. `add` and `delete` rewrite the folder:
 the new one is written beside it and renamed into place, so the folder is the old index or the whole new one,
 never a mix (an interrupted write leaves the old one as it was).
 Adding a document whose id is already there replaces it.
@@ -70,7 +71,7 @@ class CollectionIndex:
     """Documents cut into passages, searchable by BM25, dense vectors, or both (see the module doc)."""
 
     def __init__(self, folder: Path, info: IndexInfo, documents: list[Document], passages: np.ndarray,
-                 bm25: BM25Index, vectors: np.ndarray | None) -> None:
+                 bm25: BM25Index, vectors: dense.Vectors | None) -> None:
         self.folder, self.info, self.documents, self.passages = folder, info, documents, passages
         self.bm25, self.vectors = bm25, vectors
         self._encoder = None
@@ -106,7 +107,7 @@ class CollectionIndex:
                          read_text(folder / DOCUMENTS_FILE).splitlines() if line.strip()]
             passages = np.load(folder / PASSAGES_FILE)
             bm25 = BM25Index.load(folder)
-            vectors = dense.load_vectors(folder) if "dense" in info.retrievers else None
+            vectors = dense.Vectors.load(folder) if "dense" in info.retrievers else None
         except (OSError, ValueError, TypeError, json.JSONDecodeError) as exc:
             raise SpanqaError(f"{folder}: a damaged index ({type(exc).__name__}: {exc}); rebuild it.") from None
         return cls(folder, info, documents, passages, bm25, vectors)
@@ -162,7 +163,7 @@ class CollectionIndex:
         passages = self.passages[keep].copy()
         passages[:, 0] = renumber[passages[:, 0]] if len(passages) else passages[:, 0]
         documents = [d for d, k in zip(self.documents, keep_docs) if k]
-        vectors = np.asarray(self.vectors[keep]) if self.vectors is not None else None
+        vectors = self.vectors.take(keep) if self.vectors is not None else None
         return CollectionIndex(self.folder, self.info, documents, passages, self.bm25, vectors)
 
     def _vectors(self, base: CollectionIndex, documents: list[Document], rows: np.ndarray, progress):
@@ -170,8 +171,9 @@ class CollectionIndex:
             return None
         texts = [documents[d].text[s:e] for d, s, e in rows]
         fresh = self.encoder.encode(texts, (lambda n: progress("encode", n)) if progress else None)
-        old = base.vectors if base.vectors is not None else np.zeros((0, fresh.shape[1]), np.float16)
-        return np.concatenate([np.asarray(old, np.float16), fresh.astype(np.float16)])
+        if base.vectors is None:
+            return dense.Vectors.store(fresh, self.info.vector_dtype)
+        return base.vectors.concat(fresh)
 
     @staticmethod
     def _bm25(documents: list[Document], passages: np.ndarray) -> BM25Index:
@@ -188,7 +190,7 @@ class CollectionIndex:
             np.save(tmp / PASSAGES_FILE, self.passages)
             self.bm25.save(tmp)
             if self.vectors is not None:
-                dense.save_vectors(tmp, np.asarray(self.vectors))
+                self.vectors.save(tmp, ann=self.keeps_graph())
             self.info.save(tmp)
             mode = file_mode()  # mkdtemp's 0700 would hide the index from the colleagues it may be for
             tmp.chmod(mode | (mode & 0o444) >> 2)
@@ -197,7 +199,11 @@ class CollectionIndex:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         self.bm25 = BM25Index.load(self.folder)
-        self.vectors = dense.load_vectors(self.folder) if self.vectors is not None else None
+        self.vectors = dense.Vectors.load(self.folder) if self.vectors is not None else None
+
+    def keeps_graph(self) -> bool:
+        """Whether the folder keeps an HNSW graph of its vectors: `info.ann` on, or auto past `ANN_ABOVE`."""
+        return self.info.ann == "on" or (self.info.ann == "auto" and len(self.passages) > dense.ANN_ABOVE)
 
     # -- searching -------------------------------------------------------------------------------------------
 
