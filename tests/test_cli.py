@@ -148,3 +148,12 @@ def test_help_answers_fast_without_importing_torch_or_the_web_stack():
         seconds = time.perf_counter() - t0
         assert done.returncode == 0 and "usage: spanqa" in done.stdout
         assert seconds < 1.5, (command, seconds)
+
+
+def test_the_quickstart_closing_line_says_what_the_planner_did():
+    from spanqa.cli import steps_line
+
+    assert steps_line({"total_steps": 384, "recipe_steps": 384}, 480) == "all 384 steps"
+    assert steps_line({"total_steps": 366, "recipe_steps": 384}, 480) == "366 of 384 steps: all that fitted the 480 s budget"
+    assert steps_line({"total_steps": 300, "recipe_steps": 384, "stopped_at_time_budget": True}, 480) == \
+        "300 of 384 steps: the 480 s budget ran out"

@@ -147,14 +147,28 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     print("spanqa quickstart: fine-tune all-MiniLM-L6-v2 on 3,005 SQuAD v1.1 questions, evaluate on 870, "
           f"then answer a question{budget}. Output: {recipe['output_dir']}", flush=True)
     results = train(ReaderSettings.resolve(recipe, {}), command="spanqa quickstart")
-    stopped = " (stopped at the time budget)" if results.get("stopped_at_time_budget") else ""
     print(f"\ndev sample: EM {results['eval_exact_match']:.2f}  F1 {results['eval_f1']:.2f}  "
-          f"({results['train_runtime']:.0f} s training, {results['total_steps']} steps{stopped}, "
+          f"({results['train_runtime']:.0f} s training, {steps_line(results, recipe['max_time'])}, "
           f"{results['train_samples_per_second']:.1f} windows/s)")
     example = load_examples(recipe["eval_data"]).examples[0]
-    best = Reader.load(recipe["output_dir"]).answer(example.question, example.context)[0]
-    print(f"\nQ: {example.question}\nA: {best.text}   (gold: {example.answers[0].text})")
+    from spanqa.metrics import exact_match
+
+    answers = Reader.load(recipe["output_dir"]).answer(example.question, example.context, top_k=3)
+    print(f"\nQ: {example.question}\ngold: {example.answers[0].text}")
+    for rank, a in enumerate(answers, 1):
+        right = any(exact_match(a.text, g) for g in example.gold_texts)
+        print(f"  {rank}. {a.text}   (probability {a.probability:.2f}{', right' if right else ''})")
     return 0
+
+
+def steps_line(results: dict, budget: float) -> str:
+    """What the planner did, in words: all the recipe's steps, the ones a budget fitted, or the budget's cut."""
+    done, recipe = results["total_steps"], results.get("recipe_steps", results["total_steps"])
+    if results.get("stopped_at_time_budget"):
+        return f"{done} of {recipe} steps: the {budget:.0f} s budget ran out"
+    if done < recipe:
+        return f"{done} of {recipe} steps: all that fitted the {budget:.0f} s budget"
+    return f"all {done} steps"
 
 
 def _evaluate_parser(sub) -> None:

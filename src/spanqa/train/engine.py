@@ -178,7 +178,10 @@ def fit(settings: Settings, run: Run, task: Task) -> dict:
         return {}
     if outcome == "time" and run.main:
         log.info("time budget of %.0f s reached after step %d of %d: saving and evaluating this model",
-                 optim.max_time, state.step, total)
+                 optim.max_time, state.step, plan.total)
+    elif run.main and plan.total < total:
+        log.info("all %d planned steps done in %.0f s (the %.0f s budget fitted %d of the recipe's %d steps)",
+                 state.step, state.train_seconds, optim.max_time, plan.total, total)
     results = hooks.finish(task, outcome) if run.main else {}
     acc.wait_for_everyone()
     if tracker:
@@ -320,7 +323,7 @@ class _Hooks:
 
     def _train_metrics(self, n_windows: int, n_examples: int, outcome: str) -> dict:
         st = self.state
-        steps_per_epoch, _ = plan_steps(n_windows, self.settings.optim, self.acc.num_processes)
+        steps_per_epoch, recipe_steps = plan_steps(n_windows, self.settings.optim, self.acc.num_processes)
         return {
             "epoch": round(st.step / steps_per_epoch, 4),
             "train_loss": st.loss_sum / max(st.windows_seen, 1),
@@ -330,6 +333,7 @@ class _Hooks:
             "train_samples_per_second": st.windows_seen / max(st.train_seconds, 1e-9),
             "train_steps_per_second": st.step / max(st.train_seconds, 1e-9),
             "total_steps": st.step,
+            "recipe_steps": recipe_steps,
             **({"stopped_at_time_budget": True} if outcome == "time" else {}),
         }
 

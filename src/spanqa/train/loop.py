@@ -30,6 +30,7 @@ from spanqa.train.signals import StopRequest
 
 log = logging.getLogger(__name__)
 TIMED_STEPS = 5  # with --max-time: steps timed (after the first, which warms caches up) before re-planning
+REPLAN_SHARE = 0.1  # and then a re-plan every this share of the plan, from the steps since the last one
 
 
 @dataclass
@@ -103,14 +104,14 @@ def train_loop(parts: LoopParts, optim: OptimConfig, state: TrainState, progress
     """Run optimizer steps until the planned total, the time budget or a stop signal.
 
     Returns:
-        "done", "time" (the `--max-time` budget ended it), or the name of the signal that stopped the run
-        (after a checkpoint).
+        "done" (the plan ran to its end), "time" (the `--max-time` budget ran out before it), or the name of the
+        signal that stopped the run (after a checkpoint).
     """
     acc = parts.accelerator
     world, rank = acc.num_processes, acc.process_index
     steps_per_epoch, total = plan_steps(len(parts.data), optim, world)
     plan = parts.plan
-    budget = _Budget(optim.max_time, state, acc) if optim.max_time else None
+    budget = _Budget(optim.max_time, state, acc, total) if optim.max_time else None
     window_loss, window_count, t_log = 0.0, 0, time.perf_counter()
     with StopRequest() as stop:
         while state.step < plan.total:
@@ -139,41 +140,53 @@ def train_loop(parts: LoopParts, optim: OptimConfig, state: TrainState, progress
                 parts.save(state.step)
             if stopping:
                 return stop.signal_name or "SIGTERM"
-    return "time" if budget is not None and plan.total < total else "done"
+    return "done"  # every planned step ran (a budget may have planned fewer than the recipe: `state.planned_total`)
 
 
 class _Budget:
-    """`--max-time`: once a few steps are timed, shorten the plan so the schedule ends within the budget
-    (warmup and decay keep their shares), and stop at the budget whatever the estimate said."""
+    """`--max-time`: plan the schedule to end within the budget from the measured step time, re-planning as
+    training goes, and stop at the budget whatever the estimate said.
 
-    def __init__(self, seconds: float, state: TrainState, acc) -> None:
-        self.seconds, self.state, self.acc = seconds, state, acc
+    Re-plans happen after TIMED_STEPS steps (the first step is never timed) and then every `REPLAN_SHARE` of the
+    plan, each from the steps since the previous re-plan: the early steps run slower (allocator, kernel choice,
+    caches), so a plan made from them alone plans too few steps, and later re-plans give those steps back. The
+    plan never grows past the recipe's own total, and moves only when the estimate differs by more than 1%
+    (the schedule reads `plan.total`: warmup and decay keep their shares and the learning rate still reaches
+    zero at the end). Worked example, 100 s budget, recipe 200 steps, the first 6 steps 3 s each, then 1 s: the
+    first re-plan (3 s per step) plans 33 steps; by step 11 it has measured 1 s per step and plans 80; later
+    ones settle near 85, where the budget ends.
+    """
+
+    def __init__(self, seconds: float, state: TrainState, acc, recipe_total: int) -> None:
+        self.seconds, self.state, self.acc, self.recipe_total = seconds, state, acc, recipe_total
         self.first_step = state.step + 1  # timing starts after this step
-        self.t_first: float | None = None
+        self.mark: tuple[int, float] | None = None  # (step, train seconds) the current rate is measured from
+        self.next_at = self.first_step + TIMED_STEPS
         self.done = bool(state.planned_total and state.step)  # a resumed run keeps its saved plan
+        self.replans = 0
 
     def replan(self, plan: StepPlan) -> None:
         st = self.state
         if self.done:
             return
         if st.step == self.first_step:
-            # the first step pays for one-off work (allocator warm-up, oneDNN kernel selection, lazy imports):
-            # timing from it would overestimate every later step and plan too few
-            self.t_first = st.train_seconds
+            # the first step pays for one-off work (allocator warm-up, oneDNN kernel selection, lazy imports)
+            self.mark = (st.step, st.train_seconds)
             return
-        if st.step < self.first_step + TIMED_STEPS:
+        if self.mark is None or st.step < self.next_at:
             return
-        per_step = (st.train_seconds - self.t_first) / (st.step - self.first_step)
+        per_step = (st.train_seconds - self.mark[1]) / (st.step - self.mark[0])
         fits = st.step + int((self.seconds - st.train_seconds) / max(per_step, 1e-9))
-        fits = int(_agreed_min(self.acc, fits))  # under DDP every process must stop at the same step
-        # only ever shorten: the schedule reads `plan.total`, so warmup and decay shrink with it and the learning
-        # rate still reaches zero at the new end; a plan that already fits is left as the recipe made it
-        if fits < plan.total:
-            log.info("--max-time %.0f s: %.2f s per step, so %d of the %d planned steps fit; the schedule now ends "
-                     "there", self.seconds, per_step, max(fits, st.step + 1), plan.total)
-            plan.total = max(fits, st.step + 1)
+        fits = int(_agreed_min(self.acc, min(fits, self.recipe_total)))  # DDP: every process stops together
+        fits = max(fits, st.step + 1)
+        if abs(fits - plan.total) > 0.01 * plan.total:
+            log.info("--max-time %.0f s: %.2f s per step lately, so %d of the recipe's %d steps fit; the schedule now "
+                     "ends there (was %d)", self.seconds, per_step, fits, self.recipe_total, plan.total)
+            plan.total = fits
+            self.replans += 1
         st.planned_total = plan.total
-        self.done = True
+        self.mark = (st.step, st.train_seconds)
+        self.next_at = st.step + max(TIMED_STEPS, int(REPLAN_SHARE * plan.total))
 
     def spent(self) -> bool:
         return _agreed(self.acc, self.state.train_seconds >= self.seconds)
