@@ -3,7 +3,9 @@
 A reader folder holds a Hugging Face model and tokenizer plus `spanqa_reader.json` (`ReaderInfo`: how to
 window and decode, whether it may answer "no answer", how it was exported); one made by `spanqa export
 --format all` also holds every backend's files under `backends/` and `spanqa_backends.json`
-(`BackendTable`: each backend's measured speed and EM/F1 change, what `backend="auto"` chooses from). A collection
+(`BackendTable`: each backend's measured speed and EM/F1 change, what `backend="auto"` chooses from). `spanqa evaluate --model
+RUN DATA...` writes `spanqa_scores.json` into the run (`ScoreTable`: each set's scores, in or out of domain),
+which `spanqa report` reads. A collection
 index (`spanqa index`) holds `spanqa_index.json` (`IndexInfo`: how its passages were cut and searched). A classifier folder holds
 `spanqa_classifier.json` (`ClassifierInfo`), a pretrained encoder `spanqa_pretrain.json` (`EncoderInfo`).
 Training writes them, `Reader`, export and the server read them; nothing else reads these files.
@@ -33,6 +35,8 @@ WEIGHTS_FILE = "model.safetensors"
 ONNX_FILE = "model.onnx"
 BACKENDS_FILE = "spanqa_backends.json"
 INDEX_FILE = "spanqa_index.json"
+SCORES_FILE = "spanqa_scores.json"
+DOMAINS = ("in", "out")
 RETRIEVERS = ("bm25", "dense", "hybrid")
 EPS = 1e-6  # probabilities are clipped to [EPS, 1 - EPS] before their logit
 SCHEMA_VERSION = 2  # 2: ReaderInfo.calibration, IndexInfo
@@ -302,3 +306,65 @@ class IndexInfo(_Info):
         if self.default_retriever not in RETRIEVERS:
             raise SpanqaError(f"{INDEX_FILE}: default_retriever {self.default_retriever!r}: expected one of "
                               f"{', '.join(RETRIEVERS)}.")
+
+
+@dataclass(frozen=True)
+class SetScore:
+    """A reader's scores on one evaluation set.
+
+    Attributes:
+        name: a short name for tables (the file name without its suffixes); source: the data as given.
+        domain: "in" (the training distribution) or "out" (out of domain: the report's Test columns).
+        scoring: the official rules applied (squad-v1.1, squad-v2.0 or mrqa).
+        questions, exact, f1: as the official script counts them; has_ans_f1, no_ans_f1: SQuAD 2.0 only.
+        questions_per_second, seconds: prediction speed and time (scoring excluded).
+    """
+
+    name: str
+    source: str
+    domain: str
+    scoring: str
+    questions: int
+    exact: float
+    f1: float
+    has_ans_f1: float | None
+    no_ans_f1: float | None
+    questions_per_second: float
+    seconds: float
+
+
+@dataclass(frozen=True)
+class ScoreTable(_Info):
+    """A run's scores on several sets (`spanqa_scores.json`, written by `spanqa evaluate --model RUN DATA...`).
+
+    Attributes:
+        sets: one `SetScore` per set, in the order given.
+        model: the reader scored; runs_on: its engine and precision.
+    """
+
+    FILE: ClassVar[str] = SCORES_FILE
+
+    sets: list = field(default_factory=list)
+    model: str = ""
+    runs_on: str = ""
+    schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        rows = []
+        for i, row in enumerate(self.sets):
+            if isinstance(row, dict):
+                try:
+                    row = SetScore(**row)
+                except TypeError as exc:
+                    raise SpanqaError(f"{SCORES_FILE}: sets[{i}]: {exc}.") from None
+            if row.domain not in DOMAINS:
+                raise SpanqaError(f"{SCORES_FILE}: sets[{i}]: domain {row.domain!r}: expected in or out.")
+            rows.append(row)
+        object.__setattr__(self, "sets", rows)
+
+    def mean(self, domain: str) -> tuple[float, float] | None:
+        """(EM, F1) averaged over the sets of `domain` (each set counts once), or None without such sets."""
+        rows = [r for r in self.sets if r.domain == domain]
+        if not rows:
+            return None
+        return sum(r.exact for r in rows) / len(rows), sum(r.f1 for r in rows) / len(rows)

@@ -28,11 +28,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from spanqa.data import load_examples
     from spanqa.evaluation import evaluate, load_na_probs, load_predictions
 
+    if args.model and not args.index:
+        return _evaluate_sets(args)
+    if args.out_of_domain:
+        raise SpanqaError("--out-of-domain scores a reader: give --model RUN and the data sets.")
+    if len(args.sources) > 2 or (args.index and len(args.sources) > 1):
+        raise SpanqaError(f"{len(args.sources)} files given: expected DATA PREDICTIONS, DATA --index INDEX --model "
+                          "RUN, or --model RUN DATA [DATA ...] to score a reader on several sets.")
+    args.data, args.predictions = args.sources[0], (args.sources[1:] or [None])[0]
     dataset = load_examples(args.data, repair_answers=args.repair_answers)
     if args.index:
         return _evaluate_open(args, dataset)
     if args.predictions is None:
-        raise SpanqaError("give PREDICTIONS to score (or --index INDEX --model RUN to ask the collection).")
+        raise SpanqaError("give PREDICTIONS to score (or --model RUN to predict and score, or --index INDEX "
+                          "--model RUN to ask the collection).")
     predictions = load_predictions(args.predictions)
     na_probs = load_na_probs(args.na_probs, [e.id for e in dataset.examples]) if args.na_probs else None
     scores = evaluate(dataset, predictions, na_probs, args.na_prob_thresh)
@@ -40,6 +49,28 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(scores))
     else:
         print(format_scores(scores, dataset.scoring, dataset.source))
+    return 0
+
+
+def _evaluate_sets(args: argparse.Namespace) -> int:
+    from spanqa.commands.scoring import markdown, score_sets, write_scores
+
+    sources = [(d, "in") for d in args.sources] + [(d, "out") for d in args.out_of_domain or []]
+    reader = _load_reader(args)
+    table = score_sets(reader, sources, args.max_samples, progress=lambda r: print(
+        f"spanqa: {r.name} ({r.domain} domain): EM {r.exact:.2f} F1 {r.f1:.2f}, {r.questions:,} questions, "
+        f"{r.questions_per_second:.1f}/s", file=sys.stderr, flush=True))
+    print(markdown(table), end="")
+    from pathlib import Path
+
+    folder = Path(args.output_dir or args.model)
+    if args.output_dir or folder.is_dir():
+        paths = write_scores(table, folder)
+        print(f"spanqa: wrote {', '.join(str(p) for p in paths)}", file=sys.stderr)
+    else:
+        print(f"spanqa: {args.model} is not a local folder: give --output-dir to keep the table", file=sys.stderr)
+    if args.json:
+        print(json.dumps(table.to_dict()))
     return 0
 
 
@@ -174,18 +205,26 @@ def steps_line(results: dict, budget: float) -> str:
 def _evaluate_parser(sub) -> None:
     from spanqa.config import ReaderConfig
 
-    p = sub.add_parser("evaluate", help="score official-format predictions against gold data, or a reader asking "
-                                        "a collection (--index)")
-    p.add_argument("data", help="gold data: SQuAD JSON, MRQA jsonl, JSONL rows (.gz ok), a dataset folder or hub name")
-    p.add_argument("predictions", nargs="?", help="predictions JSON {id: answer text}; \"\" means no answer")
+    p = sub.add_parser("evaluate", help="score predictions against gold data (DATA PREDICTIONS), a reader on many "
+                                        "sets in and out of domain (--model RUN DATA...), or a reader asking a "
+                                        "collection (--index)")
+    p.add_argument("sources", nargs="+", metavar="DATA",
+                   help="gold data (SQuAD JSON, MRQA jsonl, JSONL rows, .gz ok, a dataset folder or hub name), then "
+                        "the predictions JSON {id: answer text} (\"\" means no answer); with --model: one or more "
+                        "in-domain sets")
+    p.add_argument("--out-of-domain", nargs="+", metavar="DATA",
+                   help="with --model: sets out of the training domain (the report's Test columns)")
+    p.add_argument("--output-dir", help="with --model: where spanqa_scores.json and eval_sets.md go (default: the "
+                                        "reader folder)")
     p.add_argument("--index", help="open-domain: ask each question of this `spanqa index` folder (with --model); "
                                    "prints recall@1/5/20, EM/F1 and questions/s per retriever")
-    p.add_argument("--model", help="with --index: the reader")
+    p.add_argument("--model", help="the reader: predict and score each DATA (or, with --index, ask the collection)")
     p.add_argument("--retriever", default="all", choices=["all", "bm25", "dense", "hybrid"],
                    help="with --index: which retrievers to score (default: all the index has)")
     p.add_argument("--retrieve", type=int, default=RETRIEVE_DEFAULT,
                    help=f"with --index: passages read per question (default: {RETRIEVE_DEFAULT})")
-    p.add_argument("--max-samples", type=int, default=0, help="with --index: only the first N questions (0 = all)")
+    p.add_argument("--max-samples", type=int, default=0,
+                   help="with --model: only the first N questions of each set (0 = all)")
     add_dataclass_args(p, ReaderConfig)
     p.add_argument("--na-probs", help="JSON {id: no-answer probability} (SQuAD v2): adds best_* thresholds")
     p.add_argument("--na-prob-thresh", type=float, default=1.0, help="no-answer probability above which a prediction counts as no answer (default: 1.0)")

@@ -1,4 +1,4 @@
-"""`spanqa report`: the seed 002 comparison table from finished run folders."""
+"""`spanqa report`: the model-family comparison table from finished run folders, in and out of domain."""
 
 import csv
 import json
@@ -26,10 +26,27 @@ def test_rows_in_the_seeds_layout(tmp_path):
                    num_trainable_parameters=1_507_993)
     row = read_run(run)
     assert row.cells() == ["bidaf-cpu", "21,238,743", "1,507,993", "1:59:59.50", "0:00:41.50", "52.12", "62.12",
-                           "dev-v1.1.json (10,570 questions)"]
+                           "", "", "", "dev-v1.1.json (10,570 questions)"]  # no out-of-domain scores yet
     table = markdown([row])
-    assert table.splitlines()[0].startswith("Model | Parameters | Trainable | Training Time | Eval Time | Eval EM")
-    assert table.splitlines()[1] == "|".join(["---"] * 8) + "|"
+    assert table.splitlines()[0].startswith("Model | Parameters | Trainable | Training Time | Eval Time | Eval EM | "
+                                            "Eval F1 | Test EM | Test F1 | q/s")
+    assert table.splitlines()[1] == "|".join(["---"] * 11) + "|"
+
+
+def test_test_columns_are_the_mean_of_the_out_of_domain_sets(tmp_path):
+    from spanqa.artifacts import ScoreTable, SetScore
+
+    run = fake_run(tmp_path / "minilm", "minilm-l6", 3000.0, 70.0, num_parameters=22_000_000)
+    row = dict(scoring="mrqa", has_ans_f1=None, no_ans_f1=None, seconds=10.0)
+    ScoreTable(sets=[SetScore("SQuAD", "SQuAD.jsonl.gz", "in", questions=10507, exact=66.0, f1=77.0,
+                              questions_per_second=40.0, **row),
+                     SetScore("DROP", "DROP.jsonl.gz", "out", questions=1503, exact=20.0, f1=30.0,
+                              questions_per_second=30.0, **row),
+                     SetScore("RelationExtraction", "RE.jsonl.gz", "out", questions=2948, exact=50.0, f1=61.0,
+                              questions_per_second=35.0, **row)], model="runs/minilm").save(run)
+    got = read_run(run)
+    assert got.cells()[5:] == ["66.00", "77.00", "35.00", "45.50", "40.0", "SQuAD (10,507 questions)"]
+    assert got.test_sets == "DROP 20.00/30.00; RelationExtraction 50.00/61.00"
 
 
 def test_parameters_are_counted_from_the_weights_when_the_run_did_not_record_them(tmp_path):

@@ -1,10 +1,14 @@
-"""`spanqa report`: the comparison table seed 002 shows for its model family, for any finished runs.
+"""`spanqa report`: the comparison table of a model family (VMware's model cards), for any finished runs.
 
-    Model | Parameters | Trainable | Training Time | Eval Time | Eval EM | Eval F1 | Eval data
+    Model | Parameters | Trainable | Training Time | Eval Time | Eval EM | Eval F1 | Test EM | Test F1 | q/s | Eval data
 
 Everything comes from what a run folder already holds (`all_results.json`, the resolved settings, the
-weights' header), so transformer and recurrent readers, fine-tuned or distilled, sit in one table. Written
-as markdown, CSV and a PNG of F1 against training time.
+weights' header, and `spanqa_scores.json` from `spanqa evaluate --model RUN DATA... --out-of-domain DATA...`),
+so transformer and recurrent readers, fine-tuned or distilled, sit in one table. Eval is in domain: the
+scored in-domain set when the run has a score table (the first, if several), else the evaluation at the end of
+training. Test is out of domain: the mean over the out-of-domain sets (each set once; the per-set figures are in
+the CSV), empty without a score table. q/s is prediction speed on the Eval set. Written as markdown, CSV and a
+PNG of F1 against training time.
 """
 
 from __future__ import annotations
@@ -15,13 +19,14 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from spanqa.artifacts import RUN_FILE, WEIGHTS_FILE
+from spanqa.artifacts import RUN_FILE, WEIGHTS_FILE, ScoreTable
 from spanqa.files import read_json, write_text_atomic
 from spanqa.display import hms
 from spanqa.errors import SpanqaError
 
 RESULTS_FILE = "all_results.json"
-COLUMNS = ("Model", "Parameters", "Trainable", "Training Time", "Eval Time", "Eval EM", "Eval F1", "Eval data")
+COLUMNS = ("Model", "Parameters", "Trainable", "Training Time", "Eval Time", "Eval EM", "Eval F1", "Test EM", "Test F1",
+           "q/s", "Eval data")
 
 
 @dataclass(frozen=True)
@@ -37,13 +42,18 @@ class RunRow:
     exact_match: float | None
     f1: float | None
     eval_data: str
+    test_exact_match: float | None = None
+    test_f1: float | None = None
+    questions_per_second: float | None = None
+    test_sets: str = ""  # "name EM/F1; ..." per out-of-domain set (the CSV's detail)
 
     def cells(self) -> list[str]:
         num = lambda v, fmt: "" if v is None else format(v, fmt)  # noqa: E731
         return [f"{self.name} ({self.model})" if self.model not in self.name else self.name,
                 f"{self.parameters:,}", num(self.trainable, ","), hms(self.train_seconds),
                 "" if self.eval_seconds is None else hms(self.eval_seconds),
-                num(self.exact_match, ".2f"), num(self.f1, ".2f"), self.eval_data]
+                num(self.exact_match, ".2f"), num(self.f1, ".2f"), num(self.test_exact_match, ".2f"),
+                num(self.test_f1, ".2f"), num(self.questions_per_second, ".1f"), self.eval_data]
 
 
 def read_run(folder: str | Path) -> RunRow:
@@ -61,7 +71,7 @@ def read_run(folder: str | Path) -> RunRow:
     settings = read_json(folder / RUN_FILE, "a settings object") if (folder / RUN_FILE).is_file() else {}
     if not isinstance(results, dict) or "train_runtime" not in results:
         raise SpanqaError(f"{results_path}: expected an object with train_runtime (a spanqa or run_qa results file).")
-    return RunRow(
+    row = RunRow(
         name=settings.get("run_name") or folder.name,
         model=str(settings.get("model", "")),
         parameters=int(results.get("num_parameters") or count_parameters(folder)),
@@ -72,6 +82,25 @@ def read_run(folder: str | Path) -> RunRow:
         f1=results.get("eval_f1"),
         eval_data=_eval_data(settings, results),
     )
+    table = ScoreTable.load(folder)
+    return with_scores(row, table) if table is not None else row
+
+
+def with_scores(row: RunRow, table: ScoreTable) -> RunRow:
+    """`row` with its Eval columns from the table's first in-domain set and its Test columns from the mean of
+    its out-of-domain sets."""
+    from dataclasses import replace
+
+    inside = next((r for r in table.sets if r.domain == "in"), None)
+    if inside is not None:
+        row = replace(row, exact_match=inside.exact, f1=inside.f1, eval_seconds=inside.seconds,
+                      questions_per_second=inside.questions_per_second,
+                      eval_data=f"{inside.name} ({inside.questions:,} questions)")
+    test = table.mean("out")
+    if test is not None:
+        row = replace(row, test_exact_match=test[0], test_f1=test[1], test_sets="; ".join(
+            f"{r.name} {r.exact:.2f}/{r.f1:.2f}" for r in table.sets if r.domain == "out"))
+    return row
 
 
 def count_parameters(folder: Path) -> int:
