@@ -55,7 +55,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def _evaluate_sets(args: argparse.Namespace) -> int:
     from spanqa.commands.scoring import markdown, score_sets, write_scores
 
+    from spanqa.data import check_source
+
     sources = [(d, "in") for d in args.sources] + [(d, "out") for d in args.out_of_domain or []]
+    for source, _ in sources:
+        check_source(source)  # a missing last set fails now, not after the others were scored
     reader = _load_reader(args)
     table = score_sets(reader, sources, args.max_samples, progress=lambda r: print(
         f"spanqa: {r.name} ({r.domain} domain): EM {r.exact:.2f} F1 {r.f1:.2f}, {r.questions:,} questions, "

@@ -57,3 +57,10 @@ def test_evaluate_says_which_forms_it_takes(capsys):
     assert "--model RUN DATA [DATA ...]" in capsys.readouterr().err
     assert main(["evaluate", V1, "--out-of-domain", MRQA]) == 2
     assert "--out-of-domain scores a reader" in capsys.readouterr().err
+
+
+def test_a_missing_set_fails_before_any_is_scored(tiny_model, tmp_path, capsys):
+    missing = str(tmp_path / "DROP.jsonl.gz")
+    assert main(["evaluate", "--model", str(tiny_model), V1, "--out-of-domain", missing]) == 2
+    captured = capsys.readouterr()
+    assert f"{missing}: no such file" in captured.err and "EM" not in captured.err
