@@ -306,6 +306,10 @@ class IndexInfo(_Info):
         if self.default_retriever not in RETRIEVERS:
             raise SpanqaError(f"{INDEX_FILE}: default_retriever {self.default_retriever!r}: expected one of "
                               f"{', '.join(RETRIEVERS)}.")
+        for name, value, allowed in (("vector_dtype", self.vector_dtype, ("float16", "int8")),
+                                     ("ann", self.ann, ("auto", "on", "off"))):
+            if value not in allowed:
+                raise SpanqaError(f"{INDEX_FILE}: {name} {value!r}: expected one of {', '.join(allowed)}.")
 
 
 @dataclass(frozen=True)

@@ -76,3 +76,18 @@ def test_cli_prints_and_writes_markdown_csv_and_plot(tmp_path, capsys):
     assert [r["name"] for r in rows] == ["a", "b"] and float(rows[1]["train_seconds"]) == 900.0
     assert (out / "report.png").stat().st_size > 1000
     assert main(["report", str(tmp_path / "missing")]) == 2
+
+
+def test_a_reader_scored_but_not_trained_here_gets_a_row(tmp_path):
+    from safetensors.torch import save_file
+
+    from spanqa.artifacts import ScoreTable, SetScore
+
+    folder = tmp_path / "hub-reader"
+    folder.mkdir()
+    save_file({"w": torch.zeros(10, 10)}, str(folder / "model.safetensors"))
+    ScoreTable(sets=[SetScore("dev", "dev.json", "in", "squad-v1.1", 100, 80.0, 88.0, None, None, 50.0, 2.0)],
+               model="deepset/minilm-uncased-squad2").save(folder)
+    row = read_run(folder)
+    assert row.cells()[:3] == ["hub-reader (deepset/minilm-uncased-squad2)", "100", ""]
+    assert row.cells()[3] == "" and row.f1 == 88.0

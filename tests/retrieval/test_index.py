@@ -172,3 +172,10 @@ def test_passages_in_bulk_encode_with_openvino_int8_close_to_torch(monkeypatch):
     assert encoder._bulk  # the OpenVINO model ran
     assert np.sum(bulk * exact, axis=1).min() > 0.97 and np.allclose(np.linalg.norm(bulk, axis=1), 1.0, atol=1e-5)
     assert encoder.encode(texts[:3]).shape == (3, 384)  # a few questions: torch, as before
+
+
+def test_an_index_file_with_an_unknown_vector_setting_is_named():
+    with pytest.raises(SpanqaError, match="ann 'sometimes': expected one of auto, on, off"):
+        IndexInfo.from_dict({"ann": "sometimes"})
+    with pytest.raises(SpanqaError, match="vector_dtype 'float8'"):
+        IndexInfo.from_dict({"vector_dtype": "float8"})

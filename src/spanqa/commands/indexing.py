@@ -15,7 +15,6 @@ from spanqa.retrieval.index import Changes, CollectionIndex
 STAGES = {"read": ("reading files", " items"), "cut": ("cutting passages", " docs"),
           "encode": ("encoding passages", " passages")}
 SHOW_SKIPPED = 20
-ANN_CHOICES = ("auto", "on", "off")
 
 
 @dataclass(frozen=True)
@@ -40,8 +39,6 @@ class IndexSettings:
             tokenizer, budget = self.reader, data.max_seq_length - data.max_query_length - 3
         if self.passage_tokens < 0 or self.overlap_tokens < 0:
             raise SpanqaError("--passage-tokens and --overlap-tokens: expected 0 or more.")
-        if self.ann not in ANN_CHOICES:
-            raise SpanqaError(f"--ann {self.ann}: expected one of {', '.join(ANN_CHOICES)}.")
         dense = self.retriever in ("dense", "hybrid")
         return IndexInfo(retrievers=["bm25"] + (["dense"] if dense else []), default_retriever=self.retriever,
                          tokenizer=tokenizer, passage_tokens=self.passage_tokens or budget,

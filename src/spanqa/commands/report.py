@@ -37,7 +37,7 @@ class RunRow:
     model: str
     parameters: int
     trainable: int | None
-    train_seconds: float
+    train_seconds: float | None  # None: not trained by spanqa (a scored hub or exported reader)
     eval_seconds: float | None
     exact_match: float | None
     f1: float | None
@@ -50,7 +50,8 @@ class RunRow:
     def cells(self) -> list[str]:
         num = lambda v, fmt: "" if v is None else format(v, fmt)  # noqa: E731
         return [f"{self.name} ({self.model})" if self.model not in self.name else self.name,
-                f"{self.parameters:,}", num(self.trainable, ","), hms(self.train_seconds),
+                f"{self.parameters:,}", num(self.trainable, ","),
+                "" if self.train_seconds is None else hms(self.train_seconds),
                 "" if self.eval_seconds is None else hms(self.eval_seconds),
                 num(self.exact_match, ".2f"), num(self.f1, ".2f"), num(self.test_exact_match, ".2f"),
                 num(self.test_f1, ".2f"), num(self.questions_per_second, ".1f"), self.eval_data]
@@ -64,9 +65,15 @@ def read_run(folder: str | Path) -> RunRow:
     """
     folder = Path(folder)
     results_path = folder / RESULTS_FILE
+    table = ScoreTable.load(folder)
+    if not results_path.is_file() and table is not None:  # a reader scored but not trained here (hub, export)
+        row = RunRow(name=folder.name, model=table.model, parameters=count_parameters(folder), trainable=None,
+                     train_seconds=None, eval_seconds=None, exact_match=None, f1=None, eval_data="-")
+        return with_scores(row, table)
     if not results_path.is_file():
         raise SpanqaError(f"{folder}: not a finished run (no {RESULTS_FILE}; runs from `spanqa train`, `distill`, "
-                          "`classify` or `pretrain` write it at the end).")
+                          "`classify` or `pretrain` write it at the end) and no scores (`spanqa evaluate --model "
+                          f"{folder} DATA...` writes them).")
     results = read_json(results_path, "a results object")
     settings = read_json(folder / RUN_FILE, "a settings object") if (folder / RUN_FILE).is_file() else {}
     if not isinstance(results, dict) or "train_runtime" not in results:
@@ -82,7 +89,6 @@ def read_run(folder: str | Path) -> RunRow:
         f1=results.get("eval_f1"),
         eval_data=_eval_data(settings, results),
     )
-    table = ScoreTable.load(folder)
     return with_scores(row, table) if table is not None else row
 
 
@@ -150,7 +156,7 @@ def plot(rows: list[RunRow], path: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    scored = [r for r in rows if r.f1 is not None]
+    scored = [r for r in rows if r.f1 is not None and r.train_seconds is not None]
     if not scored:
         return None
     fig, ax = plt.subplots(figsize=(7, 4.5))
