@@ -37,6 +37,8 @@ BACKENDS_FILE = "spanqa_backends.json"
 INDEX_FILE = "spanqa_index.json"
 SCORES_FILE = "spanqa_scores.json"
 DOMAINS = ("in", "out")
+VECTOR_DTYPES = ("float16", "int8")  # how an index stores passage vectors (`retrieval.dense.Vectors`)
+ANN_MODES = ("auto", "on", "off")  # when it keeps an HNSW graph of them
 RETRIEVERS = ("bm25", "dense", "hybrid")
 EPS = 1e-6  # probabilities are clipped to [EPS, 1 - EPS] before their logit
 SCHEMA_VERSION = 2  # 2: ReaderInfo.calibration, IndexInfo
@@ -95,6 +97,19 @@ class _Info:
             return cls(**values)
         except TypeError as exc:
             raise SpanqaError(f"{where}: {exc}.") from None
+
+
+def _rows(kind: type, values: list, where: str) -> list:
+    """A list field's rows as `kind` (each JSON object made one); the error names the row, e.g. "sets[2]"."""
+    rows = []
+    for i, row in enumerate(values):
+        if isinstance(row, dict):
+            try:
+                row = kind(**row)
+            except TypeError as exc:
+                raise SpanqaError(f"{where}[{i}]: {exc}.") from None
+        rows.append(row)
+    return rows
 
 
 def _typed(kind: type | None, value: Any, where: str) -> Any:
@@ -252,17 +267,11 @@ class BackendTable(_Info):
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
-        rows = []
-        for i, row in enumerate(self.measured):
-            if isinstance(row, dict):
-                try:
-                    row = BackendMeasurement(**row)
-                except TypeError as exc:
-                    raise SpanqaError(f"{BACKENDS_FILE}: measured[{i}]: {exc}.") from None
+        rows = _rows(BackendMeasurement, self.measured, f"{BACKENDS_FILE}: measured")
+        for i, row in enumerate(rows):
             if row.backend not in RUNTIMES:
                 raise SpanqaError(f"{BACKENDS_FILE}: measured[{i}]: backend {row.backend!r}: expected one of "
                                   f"{', '.join(RUNTIMES)}.")
-            rows.append(row)
         object.__setattr__(self, "measured", rows)
 
 
@@ -306,8 +315,7 @@ class IndexInfo(_Info):
         if self.default_retriever not in RETRIEVERS:
             raise SpanqaError(f"{INDEX_FILE}: default_retriever {self.default_retriever!r}: expected one of "
                               f"{', '.join(RETRIEVERS)}.")
-        for name, value, allowed in (("vector_dtype", self.vector_dtype, ("float16", "int8")),
-                                     ("ann", self.ann, ("auto", "on", "off"))):
+        for name, value, allowed in (("vector_dtype", self.vector_dtype, VECTOR_DTYPES), ("ann", self.ann, ANN_MODES)):
             if value not in allowed:
                 raise SpanqaError(f"{INDEX_FILE}: {name} {value!r}: expected one of {', '.join(allowed)}.")
 
@@ -354,16 +362,10 @@ class ScoreTable(_Info):
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
-        rows = []
-        for i, row in enumerate(self.sets):
-            if isinstance(row, dict):
-                try:
-                    row = SetScore(**row)
-                except TypeError as exc:
-                    raise SpanqaError(f"{SCORES_FILE}: sets[{i}]: {exc}.") from None
+        rows = _rows(SetScore, self.sets, f"{SCORES_FILE}: sets")
+        for i, row in enumerate(rows):
             if row.domain not in DOMAINS:
                 raise SpanqaError(f"{SCORES_FILE}: sets[{i}]: domain {row.domain!r}: expected in or out.")
-            rows.append(row)
         object.__setattr__(self, "sets", rows)
 
     def mean(self, domain: str) -> tuple[float, float] | None:

@@ -538,9 +538,11 @@ def _index_parser(sub) -> None:
     p.add_argument("--overlap-tokens", type=int, default=64,
                    help="tokens a passage may repeat from the one before, whole paragraphs only (default: 64)")
     p.add_argument("--encoder", default="minilm-l6", help="sentence encoder of the dense vectors (default: minilm-l6)")
-    p.add_argument("--vector-dtype", default="float16", choices=["float16", "int8"],
+    from spanqa.artifacts import ANN_MODES, VECTOR_DTYPES
+
+    p.add_argument("--vector-dtype", default="float16", choices=VECTOR_DTYPES,
                    help="how vectors are stored: int8 halves their disk and memory (default: float16)")
-    p.add_argument("--ann", default="auto", choices=["auto", "on", "off"],
+    p.add_argument("--ann", default="auto", choices=ANN_MODES,
                    help="keep an HNSW graph (usearch) and search it, approximately: auto past 50,000 passages "
                         "(measured), on, or off (always exact)")
     p.set_defaults(func=cmd_index)

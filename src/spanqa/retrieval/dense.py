@@ -24,15 +24,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from spanqa.artifacts import VECTOR_DTYPES
+from spanqa.errors import SpanqaError
 from spanqa.models.hub import load_tokenizer, resolve_model_path
 from spanqa.precision import autocast, cpu_has_native_bf16, resolve_precision
-
-from spanqa.errors import SpanqaError
 
 VECTORS_FILE = "vectors.npy"  # [N, H] float16 or int8, one row per passage
 SCALES_FILE = "vector_scales.npy"  # [N] float32, int8 storage only
 ANN_FILE = "vectors.usearch"  # the HNSW graph, past ANN_ABOVE passages
-VECTOR_DTYPES = ("float16", "int8")
 MAX_TOKENS = 256
 CHUNK = 65536  # passages scored per matrix product, to bound the float32 copy of the vectors
 # Passages past which an index keeps an HNSW graph. Measured by bench/dense_search.py (2 cores, all-MiniLM-L6-v2
@@ -149,11 +148,10 @@ class Vectors:
 
     def rows(self, lo: int = 0, hi: int | None = None) -> np.ndarray:
         """Rows [lo, hi) as float32 [n, H]."""
-        block = np.asarray(self.data[lo:hi], np.float32)
-        return block * self.scales[lo:hi, None] if self.scales is not None else block
+        return self.rows_at(slice(lo, hi))
 
-    def rows_at(self, numbers: np.ndarray) -> np.ndarray:
-        """The rows numbered `numbers` (ascending) as float32 [n, H]."""
+    def rows_at(self, numbers: np.ndarray | slice) -> np.ndarray:
+        """The rows `numbers` selects (ascending numbers, or a slice) as float32 [n, H]."""
         block = np.asarray(self.data[numbers], np.float32)
         return block * np.asarray(self.scales[numbers])[:, None] if self.scales is not None else block
 
