@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from spanqa.config import DataConfig, DecodeConfig
-from spanqa.files import read_json, write_json_atomic
+from spanqa.files import FileDigest, read_json, write_json_atomic
 from spanqa.errors import SpanqaError
 
 READER_FILE = "spanqa_reader.json"
@@ -36,6 +36,7 @@ ONNX_FILE = "model.onnx"
 BACKENDS_FILE = "spanqa_backends.json"
 INDEX_FILE = "spanqa_index.json"
 SCORES_FILE = "spanqa_scores.json"
+CHECKPOINT_FILE = "spanqa_checkpoint.json"  # a checkpoint's manifest, written last
 DOMAINS = ("in", "out")
 VECTOR_DTYPES = ("float16", "int8")  # how an index stores passage vectors (`retrieval.dense.Vectors`)
 ANN_MODES = ("auto", "on", "off")  # when it keeps an HNSW graph of them
@@ -374,3 +375,24 @@ class ScoreTable(_Info):
         if not rows:
             return None
         return sum(r.exact for r in rows) / len(rows), sum(r.f1 for r in rows) / len(rows)
+
+
+@dataclass(frozen=True)
+class CheckpointManifest(_Info):
+    """What a complete checkpoint holds (`spanqa_checkpoint.json`, written last, atomically): every other file
+    with its size and sha256. A checkpoint folder without it, or whose files differ from it, was cut short (a
+    kill, a full disk, an interrupted copy) and is never resumed from.
+
+    Attributes:
+        step: the optimizer step it was saved at.
+        files: one `FileDigest` per file.
+    """
+
+    FILE: ClassVar[str] = CHECKPOINT_FILE
+
+    step: int = 0
+    files: list = field(default_factory=list)
+    schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "files", _rows(FileDigest, self.files, f"{CHECKPOINT_FILE}: files"))

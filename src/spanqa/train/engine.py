@@ -28,7 +28,8 @@ from spanqa.models.cpu_kernels import use_fast_cpu_training
 from spanqa.models.hub import quiet_transformers
 from spanqa.precision import describe, resolve_precision
 from spanqa.train import outputs
-from spanqa.train.checkpoint import EMA_FILE, list_checkpoints, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from spanqa.train.checkpoint import (EMA_FILE, latest_checkpoint, list_checkpoints, load_checkpoint, load_weights,
+                                    rng_state, save_checkpoint, set_rng_state)
 from spanqa.train.run_config import Settings
 from spanqa.train.ema import EMA
 from spanqa.train.loop import LoopParts, TrainState, plan_steps, train_loop
@@ -150,8 +151,6 @@ def fit(settings: Settings, run: Run, task: Task) -> dict:
     torch.manual_seed(optim.seed + acc.process_index)  # dropout streams differ by process
     state = TrainState(planned_total=total)
     if resumes(settings, out):
-        if run.main:
-            log.info("resuming from %s", list_checkpoints(out)[-1])
         state = _resume(out, acc, model, optimizer, scheduler, scaler, ema)
         plan.total = state.planned_total or total
     elif run.main:
@@ -196,7 +195,7 @@ def run_task(settings: Settings, build: Callable, command: str = "") -> dict:
 
 
 def _resume(out: Path, acc, model, optimizer, scheduler, scaler, ema) -> TrainState:
-    latest = list_checkpoints(out)[-1]
+    latest = latest_checkpoint(out)  # the newest that verifies; newer ones cut short are logged and skipped
     saved, rng = load_checkpoint(latest, acc.unwrap_model(model), optimizer, scheduler, scaler, ema)
     set_rng_state(rng[acc.process_index])
     if acc.is_main_process:
@@ -316,7 +315,8 @@ class _Hooks:
         from safetensors.torch import load_file
 
         weights = EMA_FILE if self.ema is not None else WEIGHTS_FILE  # what was evaluated
-        model.load_state_dict(load_file(str(self.out / best / weights)), strict=False)
+        load_weights(model, load_file(str(self.out / best / weights)), self.out / best / weights,
+                     self.ema.names if self.ema is not None else None)
         best_step, key = int(best.split("-")[1]), self._metric_key()
         best_eval = next(r for r in reversed(self.state.log_history) if r["step"] == best_step and key in r)
         self.last_eval = {k: v for k, v in best_eval.items() if k != "step"}
