@@ -790,6 +790,14 @@ def main(argv: list[str] | None = None) -> int:
     except SpanqaError as exc:
         print(f"spanqa: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        from spanqa.files import DISK_FULL, write_failed
+
+        if exc.errno not in DISK_FULL:
+            raise
+        # every command writes through a temporary file or folder that its failure removes
+        print(f"spanqa: error: {write_failed(exc, exc.filename or 'an output file')}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("spanqa: interrupted", file=sys.stderr)
         return 130

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from spanqa.errors import SpanqaError
+from spanqa.errors import SpanqaError, first_line
 
 GZIP_MAGIC = b"\x1f\x8b"
 
@@ -95,7 +95,8 @@ def file_mode() -> int:
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write `text` to a temporary file beside `path`, fsync it, then rename it over `path`.
+    """Write `text` to a temporary file beside `path`, fsync it, then rename it over `path`; a write that fails
+    (a full disk) removes the temporary file, leaves `path` as it was and raises `write_failed`'s error.
 
     The file gets the umask's mode, as `open` would give it (mkstemp's own 0600 would hide results from the
     colleagues a shared cluster folder is for)."""
@@ -109,6 +110,9 @@ def write_text_atomic(path: str | Path, text: str) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise write_failed(exc, path, len(text.encode())) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -168,18 +172,49 @@ def file_problems(folder: Path, files: list[FileDigest]) -> list[str]:
     return problems
 
 
-def write_failed(exc: OSError, what: str | Path, needs: int = 0) -> SpanqaError:
+def folder_bytes(folder: Path) -> int:
+    """The size of every file under `folder` (0 when it is missing)."""
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
+
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def write_failed(exc: BaseException, what: str | Path, needs: int = 0) -> SpanqaError:
     """The error for a write that failed (a full disk, a quota, a read-only folder), naming what could not be
-    written and, when known, how much space it needs; callers have removed what they had half written."""
+    written and, when known, how much space it needs; callers have removed what they had half written.
+    Libraries that write in native code report a full disk in their own words (torch: "iostream error",
+    safetensors: "IoError(StorageFull)"): a write whose folder has less room left than `needs` is read as one."""
+    errno_ = getattr(exc, "errno", None)
     reason = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
-              errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied"}.get(exc.errno, "")
-    reason = reason or exc.strerror or str(exc)
-    need = f"; it needs about {_size(needs)}" if needs else ""
+              errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied"}.get(errno_, "")
+    if not reason and needs and _free_bytes(Path(what)) < needs:
+        reason = f"the disk is full ({size_text(_free_bytes(Path(what)))} free)"
+    reason = reason or getattr(exc, "strerror", None) or first_line(exc)
+    need = f"; it needs about {size_text(needs)}" if needs else ""
     return SpanqaError(f"could not write {what}: {reason}{need}. Nothing half-written was left; what was there before "
                        "is unchanged. Free some space (or choose another folder) and run the command again.")
 
 
-def _size(n: int) -> str:
+def out_of_space(exc: BaseException, folder: Path, needs: int) -> bool:
+    """Whether a failed write is a full disk: the error says so, or `folder` has less room left than `needs`."""
+    return getattr(exc, "errno", None) in DISK_FULL or _free_bytes(folder) < needs
+
+
+def _free_bytes(path: Path) -> int:
+    """Room left on the file system that holds `path` (or its nearest existing parent)."""
+    import shutil
+
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return 1 << 62
+
+
+def size_text(n: int) -> str:
+    """Bytes as people read them: 512 bytes, 3.2 MB, 1.4 GB."""
     for unit in ("bytes", "KB", "MB", "GB", "TB"):
         if n < 1000 or unit == "TB":
             return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"

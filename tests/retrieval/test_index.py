@@ -179,3 +179,24 @@ def test_an_index_file_with_an_unknown_vector_setting_is_named():
         IndexInfo.from_dict({"ann": "sometimes"})
     with pytest.raises(SpanqaError, match="vector_dtype 'float8'"):
         IndexInfo.from_dict({"vector_dtype": "float8"})
+
+
+def test_a_full_disk_while_writing_keeps_the_index_as_it_was_and_says_so(tmp_path, monkeypatch):
+    import errno
+
+    from spanqa.retrieval import index as index_module
+
+    docs = make_collection(tmp_path)
+    index, _ = CollectionIndex.build([str(docs / "paris.txt")], tmp_path / "index", BM25_ONLY)
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / "etna.txt").write_text("Mount Etna is a volcano in Sicily that erupted in 2021.\n")
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(index_module.np, "save", full)
+    with pytest.raises(SpanqaError, match=r"could not write .*index: the disk is full; it needs about [\d.]+ (KB|bytes)"):
+        index.add([str(tmp_path / "new" / "etna.txt")])
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["docs", "index", "new"]  # no half-written folder
+    assert [d.id for d in CollectionIndex.open(tmp_path / "index").documents] == ["paris.txt"]

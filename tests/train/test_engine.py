@@ -5,6 +5,7 @@ The reader task drives it (the engine itself knows no task).
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -69,6 +70,47 @@ def test_resume_skips_a_newest_checkpoint_cut_short_and_ends_equal_to_an_uninter
     assert "skipped checkpoint-4: model.safetensors has" in caplog.text and "checkpoint-2 (step 2)" in caplog.text
     a, b = _weights(straight), _weights(cut)
     assert all(np.array_equal(a[k], b[k]) for k in a)  # steps 3-6 trained again, to the same weights
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A function that mounts a tmpfs of N bytes and returns its folder (unmounted after the test); the test
+    skips, with the reason, where this machine does not let the test mount one (not root, no CAP_SYS_ADMIN)."""
+    mounted = []
+
+    def mount(size: int) -> Path:
+        folder = tmp_path / f"disk{len(mounted)}"
+        folder.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a small tmpfs here ({done.stderr.strip() or done.returncode}); the patched-write "
+                        "test in test_checkpoint.py covers a full disk instead")
+        mounted.append(folder)
+        return folder
+
+    yield mount
+    for folder in mounted:
+        subprocess.run(["umount", str(folder)], capture_output=True)
+
+
+@pytest.mark.slow
+def test_a_disk_that_fills_stops_training_with_the_space_needed_and_keeps_the_last_checkpoint(tiny_model, tmp_path,
+                                                                                          small_disk, capsys):
+    common = ["--precision", "fp32", "--save-steps", "2", "--max-steps", "6", "--keep-final-checkpoint"]
+    sized = tmp_path / "sized"
+    assert main(train_args(tiny_model, sized, *common)) == 0
+    one = sum(f.stat().st_size for f in (sized / "checkpoint-2").iterdir())
+    disk = small_disk(int(one * 1.5) // 4096 * 4096)  # room for the first checkpoint, not the second
+    out = disk / "run"
+    assert main(train_args(tiny_model, out, *common)) == 2
+    err = capsys.readouterr().err
+    assert re.search(r"could not write \S+checkpoint-4: the disk is full \([\d.]+ \w+ free\); it needs about [\d.]+ (KB|MB)",
+                     err), err
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(("checkpoint", ".tmp"))) == ["checkpoint-2"]
+    from spanqa.train.checkpoint import latest_checkpoint
+
+    assert latest_checkpoint(out).name == "checkpoint-2"  # whole, verified: --resume continues from it
 
 
 def _weights(path):

@@ -29,7 +29,7 @@ import numpy as np
 
 from spanqa.artifacts import INDEX_FILE, RETRIEVERS, IndexInfo
 from spanqa.errors import SpanqaError
-from spanqa.files import file_mode, read_text
+from spanqa.files import file_mode, folder_bytes, read_text, write_failed
 from spanqa.retrieval import dense
 from spanqa.retrieval.bm25 import BM25Index
 from spanqa.retrieval.chunking import PassageSpans, split_document
@@ -195,6 +195,10 @@ class CollectionIndex:
             mode = file_mode()  # mkdtemp's 0700 would hide the index from the colleagues it may be for
             tmp.chmod(mode | (mode & 0o444) >> 2)
             _swap(tmp, self.folder)
+        except OSError as exc:
+            needs = max(folder_bytes(self.folder), folder_bytes(tmp))  # the old index's size, or what got out
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise write_failed(exc, self.folder, needs) from None
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

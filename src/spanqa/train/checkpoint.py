@@ -29,7 +29,7 @@ import torch
 
 from spanqa.artifacts import RUN_FILE, WEIGHTS_FILE, CheckpointManifest
 from spanqa.errors import SpanqaError
-from spanqa.files import describe_files, file_mode, file_problems, write_failed
+from spanqa.files import describe_files, file_mode, file_problems, folder_bytes, out_of_space, write_failed
 from spanqa.models.hub import quiet_transformers
 from spanqa.models.pickles import load_state
 
@@ -130,10 +130,13 @@ def save_checkpoint(
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
         _fsync_dir(tmp)
-    except OSError as exc:
-        written = sum(f.stat().st_size for f in tmp.glob("*") if f.is_file()) if tmp.is_dir() else 0
+    except Exception as exc:  # torch and safetensors report a full disk as RuntimeError / SafetensorError
+        written = folder_bytes(tmp)
         shutil.rmtree(tmp, ignore_errors=True)
-        raise write_failed(exc, final, _checkpoint_bytes(output_dir, model, written)) from None
+        needs = _checkpoint_bytes(output_dir, model, written)
+        if not isinstance(exc, OSError) and not out_of_space(exc, output_dir, needs):
+            raise
+        raise write_failed(exc, final, needs) from None
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
@@ -165,9 +168,8 @@ def _checkpoint_bytes(output_dir: Path, model, written: int) -> int:
     """About what one checkpoint takes: the newest one's size, else the weights and two Adam moments."""
     existing = list_checkpoints(output_dir)
     if existing:
-        return sum(f.stat().st_size for f in existing[-1].iterdir() if f.is_file())
-    weights = sum(p.numel() * p.element_size() for p in model.parameters())
-    return max(written, 3 * weights)
+        return folder_bytes(existing[-1])
+    return max(written, 3 * sum(p.numel() * p.element_size() for p in model.parameters()))
 
 
 def load_checkpoint(path: Path, model, optimizer, scheduler, scaler, ema=None) -> tuple[dict, list[dict]]:

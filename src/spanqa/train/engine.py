@@ -21,7 +21,7 @@ from typing import Callable
 import torch
 
 from spanqa.artifacts import RUN_FILE, WEIGHTS_FILE
-from spanqa.files import file_mode, write_json_atomic
+from spanqa.files import file_mode, write_failed, write_json_atomic
 from spanqa.errors import SpanqaError
 from spanqa.memory import keep_freed_memory
 from spanqa.models.cpu_kernels import use_fast_cpu_training
@@ -343,10 +343,17 @@ def save_model_folder(out: Path, model, tokenizer, info) -> None:
     temporary folder beside `out` and moved in file by file (a crash never leaves a half-written file)."""
     tmp = out / f".tmp-final-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    with quiet_transformers():
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-    info.save(tmp)
+    try:
+        with quiet_transformers():
+            model.save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
+        info.save(tmp)
+    except (OSError, SpanqaError) as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, SpanqaError):
+            raise
+        weights = sum(p.numel() * p.element_size() for p in model.parameters())
+        raise write_failed(exc, out / "model.safetensors", weights) from None
     mode = file_mode()
     for f in tmp.iterdir():
         os.chmod(f, mode)  # libraries that write through temp files leave 0600: the umask's mode instead
