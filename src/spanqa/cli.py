@@ -376,20 +376,33 @@ def _load_reader(args: argparse.Namespace):
 def cmd_predict(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from spanqa.data import load_examples
-    from spanqa.commands.predict import has_gold, run_predictions, score, write_outputs
+    from spanqa.commands.predict import Shard, barrier, finish, predict_stream
+    from spanqa.data.stream import open_stream
 
-    dataset = load_examples(args.data, split=args.split).head(args.max_samples)
+    stream = open_stream(args.data, split=args.split)
+    shard = Shard.from_env()
+    if shard.world > 1 and not args.device:
+        import torch
+
+        if torch.cuda.is_available():
+            args.device = f"cuda:{os.environ.get('LOCAL_RANK', shard.rank)}"
     reader = _load_reader(args)
-    run = run_predictions(reader, dataset, show_progress=not args.json)
-    write_outputs(run, Path(args.output), Path(args.na_probs_out) if args.na_probs_out else None,
-                  Path(args.nbest_out) if args.nbest_out else None)
-    print(f"{len(run.predictions)} questions ({run.windows} windows) in {run.seconds:.1f} s: "
-          f"{run.questions_per_second:.1f} questions/s, {reader.runs_on}; wrote {args.output}",
+    output = Path(args.output)
+    run = predict_stream(reader, stream, output, resume=args.resume, nbest=bool(args.nbest_out),
+                         max_samples=args.max_samples, progress=not args.json, shard=shard)
+    barrier(shard)
+    if shard.rank != 0:
+        return 0
+    scores = finish(output, shard, Path(args.na_probs_out) if args.na_probs_out else None,
+                    Path(args.nbest_out) if args.nbest_out else None, run.gold, reader.allow_null)
+    resumed = f" ({run.resumed} answered before, kept)" if run.resumed else ""
+    shards = f" on {shard.world} processes" if shard.world > 1 else ""
+    print(f"{run.questions} questions{resumed} ({run.windows} windows) in {run.seconds:.1f} s{shards}: "
+          f"{run.questions_per_second:.1f} questions/s, {reader.runs_on}; wrote {args.output} (answers as they "
+          f"came: {Path(run.answers_file).name if shard.world == 1 else output.stem + '.answers.jsonl'})",
           file=sys.stderr)
-    if has_gold(dataset):
-        scores = score(run, dataset, reader.allow_null)
-        print(json.dumps(scores) if args.json else format_scores(scores, dataset.scoring, dataset.source))
+    if scores is not None:
+        print(json.dumps(scores) if args.json else format_scores(scores, run.gold["scoring"], args.data))
     return 0
 
 
@@ -455,6 +468,8 @@ def _predict_parser(sub) -> None:
     p.add_argument("--split", default="validation", help="split of a hub or saved dataset")
     p.add_argument("--max-samples", type=int, default=0, help="only the first N questions (0 = all)")
     p.add_argument("--json", action="store_true", help="print the scores as one JSON object")
+    p.add_argument("--resume", action="store_true", help="continue a run that stopped, from its answers file "
+                   "(OUTPUT's stem + .answers.jsonl): at most the last chunk of 256 questions is answered again")
     _reader_args(p)
     p.set_defaults(func=cmd_predict)
 

@@ -45,6 +45,27 @@ def read_text(path: str | Path) -> str:
         raise SpanqaError(f"{path}: not UTF-8 text (byte {exc.start}).") from None
 
 
+def open_text(path: str | Path):
+    """`path` opened for reading text line by line (gunzipped when it starts with the gzip magic bytes).
+
+    Raises:
+        SpanqaError: missing file or a folder.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SpanqaError(f"{path}: {'is a folder, expected a file' if path.is_dir() else 'no such file'}.")
+    with open(path, "rb") as fh:
+        gz = fh.read(2) == GZIP_MAGIC
+    return gzip.open(path, "rt", encoding="utf-8-sig") if gz else open(path, encoding="utf-8-sig")
+
+
+def open_bytes(path: str | Path):
+    """`path` opened for reading bytes, gunzipped when it starts with the gzip magic bytes."""
+    with open(path, "rb") as fh:
+        gz = fh.read(2) == GZIP_MAGIC
+    return gzip.open(path, "rb") if gz else open(path, "rb")
+
+
 def parse_json(text: str, path: str | Path, what: str = "JSON") -> Any:
     """Parse `text` as one JSON document; the error names the file, line and column."""
     try:
@@ -60,9 +81,10 @@ def read_json(path: str | Path, what: str = "JSON") -> Any:
     return parse_json(read_text(path), path, what)
 
 
-def iter_jsonl(text: str, path: str | Path) -> Iterator[tuple[int, dict]]:
-    """Yield (line number, object) for each non-blank line; the error names the line."""
-    for lineno, line in enumerate(text.splitlines(), start=1):
+def iter_jsonl(text: str | Iterator[str], path: str | Path) -> Iterator[tuple[int, dict]]:
+    """Yield (line number, object) for each non-blank line of `text` (or of lines, read as they come); the
+    error names the line."""
+    for lineno, line in enumerate(text.splitlines() if isinstance(text, str) else text, start=1):
         if not line.strip():
             continue
         try:

@@ -6,6 +6,8 @@ ends); scoring uses the `answers` strings, as `mrqa_official_eval.py` does.
 
 from __future__ import annotations
 
+from typing import Iterator
+
 from spanqa.files import get_field, iter_jsonl
 from spanqa.data.types import Answer, Example, QADataset
 from spanqa.errors import SpanqaError
@@ -13,9 +15,16 @@ from spanqa.errors import SpanqaError
 
 def parse_mrqa(text: str, source: str) -> QADataset:
     """Parse MRQA jsonl text into a `QADataset`; errors name the line."""
-    examples: list[Example] = []
+    examples = list(mrqa_examples(iter_jsonl(text, source), source))
+    if not examples:
+        raise SpanqaError(f"{source}: MRQA file with a header but no questions.")
+    return QADataset(examples, source, "mrqa")
+
+
+def mrqa_examples(lines, source: str) -> Iterator[Example]:
+    """The questions of MRQA (line number, object) pairs, in order; errors name the line."""
     dataset_name = ""
-    for lineno, obj in iter_jsonl(text, source):
+    for lineno, obj in lines:
         if "header" in obj:
             header = obj["header"] if isinstance(obj["header"], dict) else {}
             dataset_name = str(header.get("dataset", ""))
@@ -23,10 +32,7 @@ def parse_mrqa(text: str, source: str) -> QADataset:
         where = f"line {lineno}"
         context = get_field(obj, "context", str, source, where)
         for q, qa in enumerate(get_field(obj, "qas", list, source, where)):
-            examples.append(_example(qa, context, dataset_name, source, f"{where}: qas[{q}]"))
-    if not examples:
-        raise SpanqaError(f"{source}: MRQA file with a header but no questions.")
-    return QADataset(examples, source, "mrqa")
+            yield _example(qa, context, dataset_name, source, f"{where}: qas[{q}]")
 
 
 def _example(qa: dict, context: str, title: str, source: str, where: str) -> Example:

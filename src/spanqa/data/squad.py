@@ -17,16 +17,21 @@ def parse_squad(doc: Any, source: str) -> QADataset:
     """
     if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
         raise SpanqaError(f"{source}: expected SQuAD JSON, an object with a 'data' list of articles.")
-    examples = []
-    for a, article in enumerate(doc["data"]):
-        where = f"data[{a}]"
-        title = get_field(article, "title", str, source, where, default="")
-        for p, para in enumerate(get_field(article, "paragraphs", list, source, where)):
-            pwhere = f"{where}.paragraphs[{p}]"
-            context = get_field(para, "context", str, source, pwhere)
-            for q, qa in enumerate(get_field(para, "qas", list, source, pwhere)):
-                examples.append(_example(qa, context, title, source, f"{pwhere}.qas[{q}]"))
+    examples = [ex for a, article in enumerate(doc["data"]) for ex in article_examples(article, a, source)]
     return QADataset(examples, source, "squad", str(doc.get("version", "")))
+
+
+def article_examples(article: Any, a: int, source: str) -> list[Example]:
+    """The questions of `data[a]`; errors name the JSON path."""
+    where = f"data[{a}]"
+    title = get_field(article, "title", str, source, where, default="")
+    examples = []
+    for p, para in enumerate(get_field(article, "paragraphs", list, source, where)):
+        pwhere = f"{where}.paragraphs[{p}]"
+        context = get_field(para, "context", str, source, pwhere)
+        for q, qa in enumerate(get_field(para, "qas", list, source, pwhere)):
+            examples.append(_example(qa, context, title, source, f"{pwhere}.qas[{q}]"))
+    return examples
 
 
 def _example(qa: Any, context: str, title: str, source: str, where: str) -> Example:
