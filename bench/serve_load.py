@@ -13,6 +13,10 @@ clients sending SQuAD v1.1 dev questions for 30 s (only to 127.0.0.1). `ratio` =
 micro-batching / requests/s at batch size 1. Takes ~2 minutes at the defaults (the run time is fixed by
 --seconds, not by the CPU).
 Usage: python bench/serve_load.py [--model DIR] [--clients 16] [--seconds 30]
+
+`--soak SECONDS` instead runs the mixed load (30 one-question clients, 2 big-batch clients) for that long and
+samples the server's RSS every 10 s: does memory level off? `ratio` there = requests/s in the last minute /
+requests/s in the first (steady service: ~1). python bench/serve_load.py --soak 600 takes ~11 minutes.
 """
 
 from __future__ import annotations
@@ -147,6 +151,44 @@ def measure(model: str, items, clients: int, seconds: float, max_batch: int) -> 
     return result
 
 
+def soak(model: str, items, big: dict, seconds: float) -> dict:
+    """The mixed load for `seconds`, the server's RSS sampled every 10 s, requests counted per minute."""
+    port = free_port()
+    proc = start_server(model, port, 32, "--max-body-bytes", "2000000", "--request-timeout", "600",
+                        "--max-queue", "4096")
+    samples, counts = [(0.0, rss_mb(proc.pid))], []
+
+    async def sampler(t0: float) -> None:
+        while time.perf_counter() - t0 < seconds:
+            await asyncio.sleep(10)
+            samples.append((time.perf_counter() - t0, rss_mb(proc.pid)))
+            print(f"{samples[-1][0]:5.0f} s: RSS {samples[-1][1]:.0f} MB", flush=True)
+
+    async def run() -> None:
+        t0 = time.perf_counter()
+        minutes = max(int(seconds // 60), 1)
+        task = asyncio.create_task(sampler(t0))
+        for _ in range(minutes):  # one minute of load at a time, to count requests per minute
+            result = await load(port, items, 30, seconds / minutes, big, 2)
+            counts.append(result)
+        await task
+
+    try:
+        asyncio.run(run())
+    finally:
+        proc.terminate()
+        proc.wait(60)
+    rss = [r for _, r in samples]
+    half = [r for t, r in samples if t >= seconds / 2]
+    first, last = counts[0]["requests_per_second"], counts[-1]["requests_per_second"]
+    print(f"soak {seconds:.0f} s: RSS start {rss[0]:.0f} MB, peak {max(rss):.0f} MB, end {rss[-1]:.0f} MB; second half "
+          f"{min(half):.0f}-{max(half):.0f} MB; {first:.1f} req/s in the first minute, {last:.1f} in the last; errors "
+          f"{sum(c['errors'] for c in counts)}", flush=True)
+    return {"rss_mb": samples, "rss_start_mb": rss[0], "rss_peak_mb": max(rss), "rss_end_mb": rss[-1],
+            "second_half_mb": [min(half), max(half)], "requests_per_minute": [c["requests"] for c in counts],
+            "errors": sum(c["errors"] for c in counts), "ratio": last / first}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     default = "runs/quickstart" if Path("runs/quickstart/model.safetensors").exists() else "minilm-l6"
@@ -154,10 +196,18 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--mixed-seconds", type=float, default=20.0)
+    parser.add_argument("--soak", type=float, default=0.0, help="only the mixed load for this many seconds, RSS "
+                        "sampled every 10 s")
     args = parser.parse_args()
     cpu = cpu_banner()
     examples = load_examples(SQUAD_V1_DEV).examples[:400]
     items = [{"question": e.question, "context": e.context} for e in examples]
+    if args.soak:
+        long_context = " ".join(e.context for e in examples)[:20000]
+        big = {"items": [{"question": e.question, "context": long_context} for e in examples[:12]], "top_k": 1}
+        result = soak(args.model, items, big, args.soak)
+        report({"benchmark": "serve_soak", "model": args.model, "seconds": args.soak, **result}, cpu)
+        return 0 if result["errors"] == 0 else 1
     batched = measure(args.model, items, args.clients, args.seconds, 32)
     single = measure(args.model, items, args.clients, args.seconds, 1)
     ratio = batched["requests_per_second"] / single["requests_per_second"]

@@ -7,7 +7,8 @@ window and decode, whether it may answer "no answer", how it was exported); one 
 RUN DATA...` writes `spanqa_scores.json` into the run (`ScoreTable`: each set's scores, in or out of domain),
 which `spanqa report` reads. A collection
 index (`spanqa index`) holds `spanqa_index.json` (`IndexInfo`: how its passages were cut and searched). A classifier folder holds
-`spanqa_classifier.json` (`ClassifierInfo`), a pretrained encoder `spanqa_pretrain.json` (`EncoderInfo`).
+`spanqa_classifier.json` (`ClassifierInfo`), a pretrained encoder `spanqa_pretrain.json` (`EncoderInfo`), a
+training checkpoint `spanqa_checkpoint.json` (`CheckpointManifest`: its files' sizes and sha256, written last).
 Training writes them, `Reader`, export and the server read them; nothing else reads these files.
 
 Each has a `schema_version`. Version 0 is what spanqa wrote before the field existed (same keys): it

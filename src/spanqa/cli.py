@@ -437,16 +437,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from spanqa.server.app import ServeConfig, create_app
 
+    from spanqa.server.app import LOOPBACK_NAMES
+    from spanqa.server.guard import KEY_ENV, guarded_protocol, read_api_key
+
     config = from_args(ServeConfig, args)
+    key = read_api_key(config.api_key_file)
     reader = _load_reader(args)
-    app = create_app(reader, config, args.index)
+    app = create_app(reader, config, args.index, api_key=key)
     what = f" and the collection {args.index}" if args.index else ""
-    print(f"spanqa: serving {args.model}{what} on http://{config.host}:{config.port} (docs at /docs)", file=sys.stderr)
+    locked = " with an API key" if key else ""
+    print(f"spanqa: serving {args.model}{what} on http://{config.host}:{config.port}{locked} (docs at /docs)",
+          file=sys.stderr)
+    if not key and config.host not in LOOPBACK_NAMES:
+        logging.getLogger("spanqa.server").warning("%s is not loopback and no key is set: anyone who can reach port %d can run the model (and read "
+                    "the collection). Set one with --api-key-file FILE or %s.", config.host, config.port, KEY_ENV)
     # uvicorn drains in-flight requests on SIGTERM, then raises the signal again for the previous handler:
     # with this one, that ends the process with status 0 (a finished shutdown) instead of "killed by SIGTERM".
     signal.signal(signal.SIGTERM, lambda *_: None)
-    uvicorn.run(app, host=config.host, port=config.port, log_level="warning",
-                server_header=False, limit_concurrency=config.limit_concurrency,
+    # the work limit is the app's (`Door`: probes and idle sockets never count), not uvicorn's connection count
+    uvicorn.run(app, host=config.host, port=config.port, log_level="warning", server_header=False,
+                http=guarded_protocol(config.header_timeout, config.max_connections), limit_concurrency=None,
                 timeout_keep_alive=config.timeout_keep_alive,
                 timeout_graceful_shutdown=config.timeout_graceful_shutdown)
     return 0

@@ -365,3 +365,61 @@ def test_heavy_passes_are_spaced_out_while_small_requests_wait():
     asyncio.run(scenario())
     heavy = ["b" in p for p in passes]
     assert sum(heavy) == 8 and not any(a and b for a, b in zip(heavy, heavy[1:]))
+
+
+def test_a_key_is_required_everywhere_but_the_probes_and_the_page(reader):
+    key = "unit-key-" + "q" * 20
+    with TestClient(create_app(reader, ServeConfig(), api_key=key), base_url=LOCAL) as c:
+        body = {"question": "Who designed it?", "context": "Gustave Eiffel designed the tower."}
+        missing = c.post("/v1/answer", json=body)
+        assert missing.status_code == 401 and missing.json()["error"]["type"] == "unauthorized"
+        assert c.post("/v1/answer", json=body, headers={"Authorization": f"Bearer {key}x"}).status_code == 401
+        assert c.post("/v1/answer", json=body, headers={"Authorization": f"bearer {key}"}).status_code == 200
+        assert [c.get(p).status_code for p in ("/healthz", "/readyz", "/metrics", "/", "/v1/model")] == \
+            [200, 200, 200, 200, 401]
+
+
+def test_read_api_key_takes_the_file_then_the_environment_and_refuses_short_keys(tmp_path, monkeypatch):
+    from spanqa.errors import SpanqaError
+    from spanqa.server.guard import KEY_ENV, read_api_key
+
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    assert read_api_key("") == ""
+    monkeypatch.setenv(KEY_ENV, "from-the-environment-1234")
+    assert read_api_key("") == "from-the-environment-1234"
+    (tmp_path / "k").write_text("from-the-file-12345678\nignored\n")
+    assert read_api_key(str(tmp_path / "k")) == "from-the-file-12345678"
+    (tmp_path / "short").write_text("abc\n")
+    with pytest.raises(SpanqaError, match="3 characters; use at least 16"):
+        read_api_key(str(tmp_path / "short"))
+    with pytest.raises(SpanqaError, match="no such file"):
+        read_api_key(str(tmp_path / "none"))
+
+
+def test_the_work_limit_answers_503_in_the_contract_and_never_counts_the_probes(reader):
+    from spanqa.server.guard import Door
+
+    async def hold(scope, receive, send):  # a request being worked on
+        await asyncio.sleep(0.2)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    from spanqa.server.app import _error
+
+    door = Door(hold, "", 1, False, _error)
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    async def go():
+        scope = {"type": "http", "path": "/v1/answer", "headers": []}
+        first = asyncio.create_task(door(scope, None, send))
+        await asyncio.sleep(0.05)
+        await door(scope, None, send)  # over the limit while the first is in flight
+        await door({**scope, "path": "/healthz"}, None, send)  # a probe: never refused
+        await first
+
+    asyncio.run(go())
+    statuses = [m["status"] for m in sent if m["type"] == "http.response.start"]
+    assert statuses == [503, 200, 200]

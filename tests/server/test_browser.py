@@ -17,9 +17,26 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _run(app, port: int):
+    """uvicorn serving `app` on loopback in a thread; returns a function that stops it."""
+    import uvicorn
+
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not srv.started and time.time() < deadline:
+        time.sleep(0.05)
+
+    def stop():
+        srv.should_exit = True
+        thread.join(10)
+
+    return stop
+
+
 @pytest.fixture(scope="module")
 def server(tiny_model, tmp_path_factory):
-    import uvicorn
     from retrieval.collection_files import make_collection
 
     from spanqa.artifacts import IndexInfo
@@ -32,16 +49,9 @@ def server(tiny_model, tmp_path_factory):
     CollectionIndex.build([str(make_collection(root))], root / "index",
                           IndexInfo(retrievers=["bm25"], default_retriever="bm25", passage_tokens=24))
     port = _free_port()
-    app = create_app(reader, ServeConfig(port=port), root / "index")
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not srv.started and time.time() < deadline:
-        time.sleep(0.05)
+    stop = _run(create_app(reader, ServeConfig(port=port), root / "index"), port)
     yield f"http://127.0.0.1:{port}", reader
-    srv.should_exit = True
-    thread.join(10)
+    stop()
 
 
 def _browser(p):
@@ -99,3 +109,34 @@ def test_the_collection_search_shows_quoted_answers_with_their_sources(server):
         page.click("#search-ask")
         page.wait_for_function("document.getElementById('search-error').textContent.includes('No answer')")
         browser.close()
+
+
+@pytest.mark.slow
+def test_a_keyed_server_s_page_asks_for_the_key_once_and_keeps_it_for_the_tab(server):
+    from spanqa.server.app import ServeConfig, create_app
+
+    playwright = _playwright()
+    _, reader = server
+    key, port = "page-key-" + "z" * 24, _free_port()
+    stop = _run(create_app(reader, ServeConfig(port=port), api_key=key), port)
+    try:
+        with playwright.sync_playwright() as p:
+            browser = _browser(p)
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.wait_for_selector("#key-form:not([hidden])", timeout=20000)  # /v1/model answered 401
+            page.fill("#key", key)
+            page.click("#use-key")
+            page.wait_for_function("document.getElementById('model').textContent.startsWith('Model:')",
+                                   timeout=20000)
+            page.fill("#context", CONTEXT)
+            page.fill("#question", "Who designed the tower?")
+            page.click("#ask")
+            page.wait_for_selector("#highlight", timeout=20000)
+            page.reload()  # the same tab keeps the key: no prompt again
+            page.wait_for_function("document.getElementById('model').textContent.startsWith('Model:')",
+                                   timeout=20000)
+            assert page.locator("#key-form").is_hidden()
+            browser.close()
+    finally:
+        stop()

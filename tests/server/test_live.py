@@ -81,3 +81,56 @@ def test_a_request_past_its_timeout_answers_504_and_the_server_lives_on(tiny_mod
         assert "server" not in {k.lower() for k in slow.headers}  # no banner
     finally:
         proc.kill()
+
+
+@pytest.mark.slow
+def test_with_a_key_every_endpoint_but_the_probes_and_page_answers_401_without_it(tiny_model, tmp_path):
+    key = "k3y-" + "x" * 28
+    (tmp_path / "key").write_text(key + "\n")
+    (tmp_path / "key").chmod(0o600)
+    proc, url = start(tiny_model, "--api-key-file", str(tmp_path / "key"))
+    try:
+        question = {"question": "Who designed it?", "context": CONTEXT}
+        for headers in ({}, {"Authorization": "Bearer wrong-key-of-some-length"}, {"Authorization": key}):
+            refused = httpx.post(f"{url}/v1/answer", json=question, headers=headers, timeout=30)
+            assert refused.status_code == 401 and refused.json()["error"]["type"] == "unauthorized"
+            assert refused.headers["www-authenticate"] == "Bearer"
+        assert httpx.get(f"{url}/v1/model", timeout=30).status_code == 401
+        ok = httpx.post(f"{url}/v1/answer", json=question, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+        assert ok.status_code == 200 and ok.json()["answers"]
+        for open_path in ("/healthz", "/readyz", "/metrics", "/"):  # probes, the scraper, the page that asks
+            assert httpx.get(f"{url}{open_path}", timeout=30).status_code == 200, open_path
+    finally:
+        proc.kill()
+    proc, url = start(tiny_model, "--api-key-file", str(tmp_path / "key"), "--metrics-need-key")
+    try:
+        assert httpx.get(f"{url}/metrics", timeout=30).status_code == 401
+        assert httpx.get(f"{url}/metrics", headers={"Authorization": f"Bearer {key}"}, timeout=30).status_code == 200
+    finally:
+        proc.kill()
+
+
+@pytest.mark.slow
+def test_half_open_connections_are_timed_out_and_never_lock_out_probes_or_answers(tiny_model):
+    proc, url = start(tiny_model, "--header-timeout", "2", "--limit-concurrency", "64")
+    port = int(url.rsplit(":", 1)[1])
+    stalled = []
+    try:
+        for _ in range(64):  # half a request line each, then silence
+            s = socket.create_connection(("127.0.0.1", port))
+            s.sendall(b"POST /v1/answer HTT")
+            stalled.append(s)
+        time.sleep(0.3)
+        assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200
+        answer = httpx.post(f"{url}/v1/answer", json={"question": "Who designed it?", "context": CONTEXT}, timeout=30)
+        assert answer.status_code == 200  # the stalled sockets hold no share of the work limit
+        time.sleep(2.5)  # past the header deadline: each got 408 in the error contract and was closed
+        for s in stalled:
+            s.settimeout(5)
+            reply = s.recv(4096).decode()
+            assert reply.startswith("HTTP/1.1 408") and '"limit": "header_timeout"' in reply
+            assert s.recv(4096) == b""  # and closed
+    finally:
+        for s in stalled:
+            s.close()
+        proc.kill()

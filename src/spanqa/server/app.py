@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from spanqa.errors import SpanqaError
+from spanqa.server.guard import Door
 from spanqa.server.scheduler import MicroBatcher
 from spanqa.server.serve_config import ServeConfig
 
@@ -144,9 +145,10 @@ def _replay(messages):
     return receive
 
 
-def create_app(reader, config: ServeConfig = ServeConfig(), index: str | Path | None = None) -> FastAPI:
+def create_app(reader, config: ServeConfig = ServeConfig(), index: str | Path | None = None, api_key: str = "") -> FastAPI:
     """The app for `reader` (anything with `answer_batch`, `name`, `info`, `allow_null`, `data`, `decode`);
-    with `index` (a `spanqa index` folder), also POST /v1/ask over that collection."""
+    with `index` (a `spanqa index` folder), also POST /v1/ask over that collection; with `api_key`, every
+    request but the probes and the page must carry it (`spanqa.server.guard`)."""
     metrics = ServerMetrics()
     batcher = MicroBatcher(reader.answer_batch, config.max_batch_size, config.max_wait_ms, config.max_batch_windows,
                            fair=config.fair_scheduling, on_batch=metrics.batch_done)
@@ -243,15 +245,17 @@ def create_app(reader, config: ServeConfig = ServeConfig(), index: str | Path | 
         return (resources.files("spanqa.server") / "static" / "index.html").read_text()
 
     app.state.metrics = metrics
-    return ServedApp(app, config, metrics)
+    return ServedApp(app, config, metrics, api_key)
 
 
 class ServedApp:
-    """The FastAPI app behind the host check, the body limit and the request metrics; `.fastapi` and `.state`
-    stay reachable for tests."""
+    """The FastAPI app behind the host check, the key and work limit (`Door`), the body limit and the request
+    metrics; `.fastapi` and `.state` stay reachable for tests."""
 
-    def __init__(self, app: FastAPI, config: ServeConfig, metrics: ServerMetrics) -> None:
-        self.fastapi, self._asgi = app, BodyLimit(app, config.max_body_bytes, config.body_timeout)
+    def __init__(self, app: FastAPI, config: ServeConfig, metrics: ServerMetrics, api_key: str = "") -> None:
+        self.fastapi = app
+        self._asgi = Door(BodyLimit(app, config.max_body_bytes, config.body_timeout), api_key,
+                          config.limit_concurrency, config.metrics_need_key, _error)
         self.state, self.metrics = app.state, metrics
         self.hosts = LOOPBACK_NAMES if config.host in LOOPBACK_NAMES else None
 

@@ -30,8 +30,16 @@ class ServeConfig:
                                      "first come first served)")
     request_timeout: float = setting(60.0, "seconds a request may wait for its answers (504 after)")
     body_timeout: float = setting(10.0, "seconds a client may take to send its body (408 after)")
-    limit_concurrency: int = setting(64, "connections served at once; more answer 503 (uvicorn)")
+    limit_concurrency: int = setting(64, "requests worked on at once (the probes and /metrics not counted); more "
+                                     "answer 503")
+    header_timeout: float = setting(10.0, "seconds a client may take to send its request line and headers; slower or "
+                                    "idle connections get 408 and are closed, and never count against the limits")
+    max_connections: int = setting(2048, "open connections at most; more are closed as they arrive")
     timeout_keep_alive: int = setting(5, "seconds an idle keep-alive connection stays open (uvicorn)")
+    api_key_file: str = setting("", "a file holding the key every request must send as `Authorization: Bearer KEY` "
+                                "(or set SPANQA_API_KEY); /healthz, /readyz and the page stay open")
+    metrics_need_key: bool = setting(False, "require the key on /metrics too (default: open, like the probes, for a "
+                                     "Prometheus scraper)")
     timeout_graceful_shutdown: int = setting(30, "on SIGTERM: refuse new work, finish in-flight requests for up to this "
                                             "many seconds, then exit (uvicorn)")
     show_model_path: bool = setting(False, "show the model's filesystem path in /v1/model and the page (default: its "
