@@ -78,3 +78,29 @@ def test_two_processes_each_take_a_shard_and_the_merged_files_equal_one_process(
     assert (two / "p.answers.0-of-2.jsonl").exists() and (two / "p.answers.1-of-2.jsonl").exists()
     assert contents(two) == contents(one)
     assert json.loads(done.stdout.strip().splitlines()[-1])["total"] == 499
+
+
+def test_a_full_disk_mid_run_keeps_the_whole_chunks_and_resume_finishes_the_same(tiny_model, tmp_path, monkeypatch,
+                                                                                capsys):
+    import errno
+
+    from spanqa.commands import predict as predict_module
+
+    straight, cut = tmp_path / "straight", tmp_path / "cut"
+    assert main(predict_args(tiny_model, straight, V1)) == 0
+    real_fsync, calls = os.fsync, [0]
+
+    def fills_up(fd):
+        calls[0] += 1
+        if calls[0] == 3:  # the header, the first chunk, then the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_fsync(fd)
+
+    monkeypatch.setattr(predict_module.os, "fsync", fills_up)
+    assert main(predict_args(tiny_model, cut, V1)) == 2
+    err = capsys.readouterr().err
+    assert "could not write" in err and "p.answers.jsonl: the disk is full; it needs about" in err
+    assert (cut / "p.answers.jsonl").read_text().count("\n") == 1 + CHUNK  # the first chunk, whole; no half chunk
+    monkeypatch.undo()
+    assert main(predict_args(tiny_model, cut, V1, "--resume")) == 0
+    assert contents(cut) == contents(straight)

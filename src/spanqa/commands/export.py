@@ -22,7 +22,7 @@ import numpy as np
 
 from spanqa.artifacts import ONNX_FILE, BackendMeasurement, BackendTable
 from spanqa.data import load_examples
-from spanqa.files import file_mode
+from spanqa.files import file_mode, out_of_space, write_failed
 from spanqa.errors import SpanqaError
 from spanqa.evaluation import evaluate
 from spanqa.features import build_features
@@ -62,6 +62,17 @@ def export_reader(model: str, fmt: str, quantize: str, output: str, calibration_
                           f"{FORMAT_NAMES[fmt]}: it splits each window into question and context by their lengths, which a "
                           "traced graph would fix to one example's. Serve the folder as it is (spanqa serve "
                           f"--model {model}), or use --format torch --quantize int8.")
+    try:
+        return _stage_and_move(reader, model, fmt, quantize, out, calibration_data)
+    except Exception as exc:  # the staging folder is gone; a full disk is named, with what the export needs
+        needs = 4 * sum(p.numel() * p.element_size() for p in reader.model.parameters())
+        if isinstance(exc, SpanqaError) or not out_of_space(exc, out.parent, needs):
+            raise
+        raise write_failed(exc, out, needs) from None
+
+
+def _stage_and_move(reader: Reader, model: str, fmt: str, quantize: str, out: Path, calibration_data: str) -> Path:
+    """Write the export in a temporary folder beside `out` (removed if anything fails), then move it there."""
     with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as tmp:
         stage = Path(tmp) / "reader"
         stage.mkdir()

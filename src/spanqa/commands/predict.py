@@ -110,7 +110,7 @@ def predict_stream(reader, stream: QuestionStream, output: Path, *, resume: bool
                dynamic_ncols=True)
     windows, gold, unanswerable, has_gold, t0 = [0], [], False, False, time.perf_counter()
     skip = None if finished else done // CHUNK  # chunks of this shard already written (None: all of them)
-    with open(path, "a", encoding="utf-8") as fh:
+    with open(path, "ab", buffering=0) as fh:
         for k, chunk in enumerate(_chunks(stream, total)):
             if shard.rank == 0:
                 gold += [GoldQuestion(e.id, tuple(e.gold_texts), bool(e.gold_texts)) for e in chunk]
@@ -170,15 +170,18 @@ def _line(pred, nbest: bool) -> str:
 
 
 def _append(fh, path: Path, lines: list[str]) -> None:
-    """Append whole lines and sync them: after this returns, a kill keeps them."""
-    start = fh.tell()
+    """Append whole lines to `fh` (unbuffered binary: nothing is left in a buffer to reach the disk later) and
+    sync them: after this returns, a kill keeps them; if it fails, the file is cut back to where it was."""
+    start = fh.seek(0, os.SEEK_END)
+    data = "".join(line + "\n" for line in lines).encode("utf-8")
     try:
-        fh.write("".join(line + "\n" for line in lines))
-        fh.flush()
+        view = memoryview(data)
+        while view:
+            view = view[fh.write(view):]
         os.fsync(fh.fileno())
     except OSError as exc:
         fh.truncate(start)  # the chunk's part that got out: --resume starts after the last whole chunk
-        raise write_failed(exc, path, sum(len(line) + 1 for line in lines)) from None
+        raise write_failed(exc, path, len(data)) from None
 
 
 def _start(path: Path, header: AnswersHeader) -> int:
@@ -186,7 +189,7 @@ def _start(path: Path, header: AnswersHeader) -> int:
         raise SpanqaError(f"{path}: already holds answers (a run that stopped?). Continue it with --resume, or "
                           "remove it to start again.")
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as fh:
+    with open(path, "wb", buffering=0) as fh:
         _append(fh, path, [json.dumps(dataclasses.asdict(header))])
     return 0
 
