@@ -110,6 +110,7 @@ def predict_stream(reader, stream: QuestionStream, output: Path, *, resume: bool
                dynamic_ncols=True)
     windows, gold, unanswerable, has_gold, t0 = [0], [], False, False, time.perf_counter()
     skip = None if finished else done // CHUNK  # chunks of this shard already written (None: all of them)
+    kept = _records(path) if done else iter(())  # to check the questions skipped are the ones answered
     with open(path, "ab", buffering=0) as fh:
         for k, chunk in enumerate(_chunks(stream, total)):
             if shard.rank == 0:
@@ -119,6 +120,7 @@ def predict_stream(reader, stream: QuestionStream, output: Path, *, resume: bool
             if not shard.owns(k):
                 continue
             if skip is None or k // shard.world < skip:
+                _same_questions(chunk, kept, path)
                 continue
             preds = reader.predict(chunk, progress=lambda n: windows.__setitem__(0, windows[0] + n))
             _append(fh, path, [_line(p, nbest) for p in preds])
@@ -154,6 +156,16 @@ def finish(output: Path, shard: Shard, na_probs_out: Path | None, nbest_out: Pat
     if gold is None:
         return None
     return score_predictions(gold["gold"], answers, gold["scoring"], probs if allow_null else None)
+
+
+def _same_questions(chunk: list[Example], kept: Iterator[dict], path: Path) -> None:
+    """Resuming: the questions of a chunk answered before must be the ones in the file, in order."""
+    for example in chunk:
+        record = next(kept, None)
+        if record is None or record["id"] != example.id:
+            raise SpanqaError(f"{path}: holds an answer for {record['id'] if record else 'nothing'!r} where the data now "
+                              f"has question {example.id!r}: the data changed since this run started. Remove the "
+                              "file to start again.")
 
 
 def _chunks(stream: QuestionStream, total: int) -> Iterator[list[Example]]:
