@@ -5,8 +5,8 @@ order. Each chunk's answers are appended to `<output stem>.answers.jsonl` and sy
 starts, so a kill loses at most the chunk in flight, and `--resume` continues from the last whole chunk: the
 chunks are the same as an uninterrupted run's, so the numbers and the files are byte for byte the same.
 The official files (`{id: answer}`, no-answer probabilities, n-best lists) are written from that file at the
-end. Memory stays flat as the corpus grows: what is held is one chunk, the gold answers when there are any (for
-the scores) and, at the end, `{id: answer}`.
+end. The corpus is never held: what predict keeps is one chunk, the gold answers when there are any (for the
+scores) and, at the end, `{id: answer}`.
 
 Under `torchrun` / `accelerate launch` (WORLD_SIZE > 1) process r answers chunks r, r + W, r + 2W... into its own
 `.answers.r-of-W.jsonl`; process 0 waits for the others, then interleaves the shards back into source order:
