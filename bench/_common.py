@@ -53,6 +53,17 @@ def best_precision(cpu: dict) -> str:
     return "bf16" if cpu["native_bf16"] else "fp32"
 
 
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process in MB (Linux /proc); 0 once it has exited."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
 def report(figures: dict, cpu: dict) -> None:
     """Print the figures as the last line: one JSON object, with the CPU they were measured on."""
     print(json.dumps({**figures, "cpu": cpu}))

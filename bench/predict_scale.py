@@ -21,17 +21,7 @@ import threading
 import time
 from pathlib import Path
 
-from _common import SQUAD_V1_TRAIN, cpu_banner, report
-
-
-def rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
+from _common import SQUAD_V1_TRAIN, cpu_banner, report, rss_mb
 
 
 def predict(model: str, n: int, out: Path, *extra: str, kill_at: int = 0) -> dict:

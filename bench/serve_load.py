@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import SQUAD_V1_DEV, cpu_banner, report
+from _common import SQUAD_V1_DEV, cpu_banner, report, rss_mb
 
 from spanqa.data import load_examples
 
@@ -104,14 +104,6 @@ async def load(port: int, items: list[dict], clients: int, seconds: float, big: 
     return {"requests": len(latencies), "errors": errors, "requests_per_second": len(latencies) / elapsed,
             "p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99)),
             "big_requests": len(big_done), "big_mean_s": float(np.mean(big_done)) if big_done else None}
-
-
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process in MB (Linux /proc)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def measure_mixed(model: str, items, big: dict, seconds: float, fair: bool, big_clients: int) -> dict:

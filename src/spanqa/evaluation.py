@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from spanqa.data import QADataset
+from spanqa.data import Example, QADataset
 from spanqa.files import read_json
 from spanqa.errors import SpanqaError
 from spanqa.metrics import GoldQuestion, score_predictions
@@ -13,7 +13,12 @@ from spanqa.metrics import GoldQuestion, score_predictions
 
 def gold_questions(dataset: QADataset) -> list[GoldQuestion]:
     """The metric view of a dataset: id, gold texts, has-answer (as the official v2 script decides it)."""
-    return [GoldQuestion(e.id, tuple(e.gold_texts), bool(e.gold_texts)) for e in dataset.examples]
+    return [gold_question(e) for e in dataset.examples]
+
+
+def gold_question(example: Example) -> GoldQuestion:
+    """The metric view of one question (what a stream of questions keeps for the scores)."""
+    return GoldQuestion(example.id, tuple(example.gold_texts), bool(example.gold_texts))
 
 
 def load_predictions(path: str | Path) -> dict[str, str]:

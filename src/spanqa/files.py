@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import gzip
 import hashlib
+import io
 import json
 import os
 import struct
@@ -54,9 +55,7 @@ def open_text(path: str | Path):
     path = Path(path)
     if not path.is_file():
         raise SpanqaError(f"{path}: {'is a folder, expected a file' if path.is_dir() else 'no such file'}.")
-    with open(path, "rb") as fh:
-        gz = fh.read(2) == GZIP_MAGIC
-    return gzip.open(path, "rt", encoding="utf-8-sig") if gz else open(path, encoding="utf-8-sig")
+    return io.TextIOWrapper(open_bytes(path), encoding="utf-8-sig")
 
 
 def open_bytes(path: str | Path):
@@ -210,8 +209,9 @@ def write_failed(exc: BaseException, what: str | Path, needs: int = 0) -> Spanqa
     errno_ = getattr(exc, "errno", None)
     reason = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
               errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied"}.get(errno_, "")
-    if not reason and needs and _free_bytes(Path(what)) < needs:
-        reason = f"the disk is full ({size_text(_free_bytes(Path(what)))} free)"
+    free = _free_bytes(Path(what)) if not reason and needs else 0
+    if not reason and needs and free < needs:
+        reason = f"the disk is full ({size_text(free)} free)"
     reason = reason or getattr(exc, "strerror", None) or first_line(exc)
     need = f"; it needs about {size_text(needs)}" if needs else ""
     return SpanqaError(f"could not write {what}: {reason}{need}. Nothing half-written was left; what was there before "

@@ -31,7 +31,8 @@ from spanqa.data.stream import QuestionStream
 from spanqa.data.types import Example
 from spanqa.errors import SpanqaError
 from spanqa.files import write_failed, write_json_atomic
-from spanqa.metrics import GoldQuestion, score_predictions
+from spanqa.evaluation import gold_question
+from spanqa.metrics import score_predictions
 
 CHUNK = 256  # questions answered, written and synced together: the most a kill can cost
 ANSWERS_VERSION = 1
@@ -114,7 +115,7 @@ def predict_stream(reader, stream: QuestionStream, output: Path, *, resume: bool
     with open(path, "ab", buffering=0) as fh:
         for k, chunk in enumerate(_chunks(stream, total)):
             if shard.rank == 0:
-                gold += [GoldQuestion(e.id, tuple(e.gold_texts), bool(e.gold_texts)) for e in chunk]
+                gold += [gold_question(e) for e in chunk]
                 unanswerable = unanswerable or any(e.is_impossible for e in chunk)
                 has_gold = has_gold or any(e.gold_texts or e.is_impossible for e in chunk)
             if not shard.owns(k):
