@@ -51,8 +51,10 @@ def test_a_sigkill_mid_run_then_resume_gives_files_byte_identical_to_an_uninterr
     proc = subprocess.Popen(spanqa(*predict_args(tiny_model, cut)), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     answers, deadline = cut / "p.answers.jsonl", time.time() + 120
-    while time.time() < deadline and proc.poll() is None:  # kill it once the first chunk is out
-        if answers.exists() and answers.read_text().count("\n") > 1:
+    # Kill it once the first chunk is whole on disk. A kill that lands inside a write cuts it short (Linux stops
+    # copying when a fatal signal is pending), so a reader that sees lines may be seeing a chunk in flight.
+    while time.time() < deadline and proc.poll() is None:
+        if answers.exists() and answers.read_text().count("\n") > CHUNK:
             break
         time.sleep(0.01)
     os.kill(proc.pid, signal.SIGKILL)
