@@ -40,6 +40,10 @@ class RecurrentReaderConfig(PretrainedConfig):
         self.hidden_size, self.char_vocab_size, self.char_embedding_size = hidden_size, char_vocab_size, char_embedding_size
         self.char_channels, self.char_kernel_size, self.max_word_length = char_channels, char_kernel_size, max_word_length
         self.highway_layers, self.dropout, self.freeze_embeddings = highway_layers, dropout, freeze_embeddings
+        # Two segments, question and context: what makes callers feed token_type_ids (`uses_segments`). Folders
+        # saved before this line have no such key and get it here.
+        kwargs.pop("type_vocab_size", None)
+        self.type_vocab_size = 2
         super().__init__(**kwargs)
 
 
@@ -152,8 +156,10 @@ class Split:
 
     def __init__(self, input_ids, token_type_ids, attention_mask) -> None:
         B, L = input_ids.shape
+        if token_type_ids is None:  # without segments every word would read as question and no span could win
+            raise ValueError("a recurrent reader needs token_type_ids: 0 on [CLS] and the question, 1 on the context")
         real = attention_mask.bool() if attention_mask is not None else torch.ones_like(input_ids, dtype=torch.bool)
-        seg = token_type_ids if token_type_ids is not None else torch.zeros_like(input_ids)
+        seg = token_type_ids
         self.q_len = ((seg == 0) & real).sum(1) - 1  # [B], without [CLS]
         self.c_len = ((seg == 1) & real).sum(1)
         Q, C = max(int(self.q_len.max()), 1), max(int(self.c_len.max()), 1)
