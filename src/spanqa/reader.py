@@ -116,6 +116,8 @@ class Reader:
         data, decode, allow_null = config.resolve(info)
         if isinstance(model, torch.nn.Module):
             guard_family(model, data.max_seq_length)
+        elif getattr(model, "buckets", None) is not None:
+            model.buckets = dataclasses.replace(model.buckets, max_tokens=data.max_seq_length)
         return cls(model=model, tokenizer=tokenizer, data=data, decode=decode, allow_null=allow_null,
                    precision=precision, name=name, info=info, batch_size=config.batch_size)
 

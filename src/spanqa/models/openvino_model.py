@@ -19,7 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from spanqa.errors import SpanqaError
-from spanqa.models.engine_model import EngineQAModel
+from spanqa.models.engine_model import EngineQAModel, ShapeBuckets
 
 OPENVINO_FILE = "openvino_model.xml"
 _HINTS = {"fp32": "f32", "bf16": "bf16"}
@@ -76,6 +76,7 @@ class OpenVinoQAModel(EngineQAModel):
         self.request = self.compiled.create_infer_request()
         self.input_names = [i.get_any_name() for i in self.compiled.inputs]
         self.precision = precision
+        self.buckets = ShapeBuckets()  # it keeps compiled kernels per shape: see spanqa.models.engine_model
         self._lock = threading.Lock()  # one infer request: callers from several threads take turns
 
     def logits(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
