@@ -26,6 +26,7 @@ import torch
 
 from spanqa.artifacts import VECTOR_DTYPES
 from spanqa.errors import SpanqaError
+from spanqa.models.engine_model import ShapeBuckets, pad_feed
 from spanqa.models.hub import load_tokenizer, resolve_model_path
 from spanqa.precision import autocast, cpu_has_native_bf16, resolve_precision
 
@@ -115,7 +116,13 @@ class SentenceEncoder:
             hint = "bf16" if cpu_has_native_bf16() else "f32"
             compiled = ov.Core().compile_model(graph, "CPU", {"INFERENCE_PRECISION_HINT": hint,
                                                               "PERFORMANCE_HINT": "LATENCY"})
-            self._bulk = lambda batch: compiled(batch)[0]
+            buckets = ShapeBuckets(max_tokens=MAX_TOKENS)  # OpenVINO keeps kernels per shape: few shapes
+
+            def bulk(batch: dict[str, np.ndarray]) -> np.ndarray:
+                rows, tokens = batch["input_ids"].shape
+                return compiled(pad_feed(batch, *buckets.shape(rows, tokens)))[0][:rows, :tokens]  # [B, T, H]
+
+            self._bulk = bulk
             log.info("encoding passages with OpenVINO int8 (%s elsewhere), calibrated on %d of them", hint,
                      len(sample))
         return self._bulk or None
