@@ -56,7 +56,7 @@ def test_question_batches_keep_questions_whole():
             assert set(np.flatnonzero(example_index == ex)) <= set(b.tolist())
 
 
-def test_sorted_batches_cover_every_row_in_length_order():
+def test_sorted_batches_cover_every_row_in_length_order_longest_first():
     lengths = np.array([5, 1, 4, 2, 3])
     batches = sorted_batches(lengths, 2)
-    assert [b.tolist() for b in batches] == [[1, 3], [4, 2], [0]]
+    assert [b.tolist() for b in batches] == [[0, 2], [4, 3], [1]]

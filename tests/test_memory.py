@@ -37,3 +37,38 @@ def test_a_kept_heap_reuses_large_blocks_instead_of_faulting_them_in():
     default, kept = faults("default"), faults("kept")
     assert default > 20_000  # the step's activations faulted in again, 4 KB at a time (measured: ~65,000)
     assert kept < default / 3  # measured: ~12,000
+
+
+ORDER_PROBE = """
+import resource, sys
+import numpy as np, torch
+from spanqa.batching import sorted_batches
+from spanqa.memory import keep_freed_memory
+assert keep_freed_memory()
+lengths = np.random.default_rng(0).integers(40, 385, size=4000)
+batches = sorted_batches(lengths, 64)
+if sys.argv[1] == "ascending":
+    batches = batches[::-1]
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+kept = []
+for rows in batches:  # an inference pass: activations grow with the batch's length, a small result outlives each
+    L = int(lengths[rows].max())
+    a, b = torch.ones(len(rows), L, L), torch.ones(len(rows), L, 384)
+    kept.append(np.ones(len(rows) * 512))
+    del a, b
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) // 1024)
+"""
+
+
+def peak_growth_mb(order: str) -> int:
+    out = subprocess.run([sys.executable, "-c", ORDER_PROBE, order], capture_output=True, text=True, check=True,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return int(out.stdout.split()[-1])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_longest_batch_first_keeps_a_kept_heap_at_one_batch():
+    largest = 2 * 64 * 384 * 384 * 4 / 2**20  # the longest batch's two activations: 72 MB
+    ours, ascending = peak_growth_mb("ours"), peak_growth_mb("ascending")
+    assert ours < 1.1 * largest  # measured: 73 MB
+    assert ascending > 1.25 * largest  # the order the teacher-logit cache ran out of memory in (measured: 102 MB)

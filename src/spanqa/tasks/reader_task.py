@@ -256,6 +256,7 @@ def _objective(settings: ReaderSettings, features, tokenizer, run: Run, student)
     if run.main and not (folder / "teacher_end.npy").exists():
         t0 = time.perf_counter()
         run.out.mkdir(parents=True, exist_ok=True)
+        log.info("caching the teacher's logits: one forward pass over %d windows before the first step", len(features))
         TeacherLogits.build(teacher, features, folder, names, tokenizer.pad_token_id or 0, run.precision,
                             settings.optim.per_device_eval_batch_size)
         log.info("teacher logits for %d windows cached in %s (%.0f s)", len(features), folder, time.perf_counter() - t0)
