@@ -26,10 +26,15 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
 
-def faults(mode: str) -> int:
-    out = subprocess.run([sys.executable, "-c", PROBE, mode], capture_output=True, text=True, check=True,
+def probe(script: str, arg: str) -> int:
+    """The last number `script` prints, run in a fresh interpreter (its own heap) with `arg`."""
+    out = subprocess.run([sys.executable, "-c", script, arg], capture_output=True, text=True, check=True,
                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     return int(out.stdout.split()[-1])
+
+
+def faults(mode: str) -> int:
+    return probe(PROBE, mode)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
@@ -60,15 +65,9 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) // 1024)
 """
 
 
-def peak_growth_mb(order: str) -> int:
-    out = subprocess.run([sys.executable, "-c", ORDER_PROBE, order], capture_output=True, text=True, check=True,
-                         env={**os.environ, "OMP_NUM_THREADS": "1"})
-    return int(out.stdout.split()[-1])
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 def test_longest_batch_first_keeps_a_kept_heap_at_one_batch():
     largest = 2 * 64 * 384 * 384 * 4 / 2**20  # the longest batch's two activations: 72 MB
-    ours, ascending = peak_growth_mb("ours"), peak_growth_mb("ascending")
+    ours, ascending = probe(ORDER_PROBE, "ours"), probe(ORDER_PROBE, "ascending")  # peak RSS growth, MB
     assert ours < 1.1 * largest  # measured: 73 MB
     assert ascending > 1.25 * largest  # the order the teacher-logit cache ran out of memory in (measured: 102 MB)

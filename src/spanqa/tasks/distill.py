@@ -71,7 +71,7 @@ class TeacherLogits:
 
     @classmethod
     def build(cls, teacher, features, folder: Path, input_names, pad_id: int, precision: str,
-              batch_size: int = 64, progress: bool = True) -> "TeacherLogits":
+              batch_size: int = 64) -> "TeacherLogits":
         """Run the teacher over every window once (a tqdm bar counts the windows: on the full SQuAD train set
         this is one forward pass over ~88,500 windows, minutes on a CPU)."""
         from tqdm.auto import tqdm
@@ -83,8 +83,7 @@ class TeacherLogits:
         device = next(teacher.parameters()).device
         forward = lambda m, batch: m(**model_inputs(batch, input_names, device))  # noqa: E731
         batches = sorted_batches(features.lengths, batch_size)
-        with tqdm(total=len(features), desc="teacher logits", unit="window", disable=not progress,
-                  dynamic_ncols=True) as bar:
+        with tqdm(total=len(features), desc="teacher logits", unit="window", dynamic_ncols=True) as bar:
             for batch, out in run_batches(teacher, features, batches, pad_id, precision, forward):
                 _scatter(start, out.start_logits, features, batch["rows"])
                 _scatter(end, out.end_logits, features, batch["rows"])
